@@ -1,0 +1,128 @@
+//! Per-plugin budgets set by the operator, and the error raised when one is
+//! exceeded.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What one invocation of a plugin may consume. Going over any limit stops the
+/// invocation at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// WebAssembly fuel (roughly, instructions executed).
+    pub fuel: u64,
+    /// Wall-clock time for the whole invocation, host calls included.
+    pub timeout_ms: u64,
+    /// Linear memory the instance may grow to, in bytes.
+    pub memory_bytes: u64,
+    /// Cache operations; a batch counts one per key.
+    pub cache_calls: u64,
+    /// Bytes (keys + values) written to the cache.
+    pub cache_write_bytes: u64,
+    /// Content bytes returned by `content.read`.
+    pub read_bytes: u64,
+    /// Bytes the plugin returns: replacement content, derived artifacts and
+    /// metadata.
+    pub output_bytes: u64,
+    /// Lines written through the `log` interface.
+    pub log_lines: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            fuel: 2_000_000_000,
+            timeout_ms: 2_000,
+            memory_bytes: 128 << 20,
+            cache_calls: 64,
+            cache_write_bytes: 1 << 20,
+            read_bytes: 1 << 30,
+            output_bytes: 32 << 20,
+            log_lines: 64,
+        }
+    }
+}
+
+/// One of the limits in a [`Budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// [`Budget::fuel`].
+    Fuel,
+    /// [`Budget::timeout_ms`].
+    Timeout,
+    /// [`Budget::memory_bytes`].
+    Memory,
+    /// [`Budget::cache_calls`].
+    CacheCalls,
+    /// [`Budget::cache_write_bytes`].
+    CacheWriteBytes,
+    /// [`Budget::read_bytes`].
+    ReadBytes,
+    /// [`Budget::output_bytes`].
+    OutputBytes,
+    /// [`Budget::log_lines`].
+    LogLines,
+}
+
+impl Limit {
+    /// Every limit, in a stable order (for metrics and reports).
+    pub const ALL: [Limit; 8] = [
+        Limit::Fuel,
+        Limit::Timeout,
+        Limit::Memory,
+        Limit::CacheCalls,
+        Limit::CacheWriteBytes,
+        Limit::ReadBytes,
+        Limit::OutputBytes,
+        Limit::LogLines,
+    ];
+
+    /// The budget key that sets this limit, as written in config files.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::Fuel => "fuel",
+            Limit::Timeout => "timeout_ms",
+            Limit::Memory => "memory_bytes",
+            Limit::CacheCalls => "cache_calls",
+            Limit::CacheWriteBytes => "cache_write_bytes",
+            Limit::ReadBytes => "read_bytes",
+            Limit::OutputBytes => "output_bytes",
+            Limit::LogLines => "log_lines",
+        }
+    }
+
+    /// The allowance for this limit in `budget`.
+    pub fn allowed_in(self, budget: &Budget) -> u64 {
+        match self {
+            Limit::Fuel => budget.fuel,
+            Limit::Timeout => budget.timeout_ms,
+            Limit::Memory => budget.memory_bytes,
+            Limit::CacheCalls => budget.cache_calls,
+            Limit::CacheWriteBytes => budget.cache_write_bytes,
+            Limit::ReadBytes => budget.read_bytes,
+            Limit::OutputBytes => budget.output_bytes,
+            Limit::LogLines => budget.log_lines,
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// The trap a host function raises when an invocation goes over a limit;
+/// the runtime turns it into `InvokeError::BudgetExceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("exceeded its {limit} budget: used {used}, allowed {allowed}")]
+pub struct OverBudget {
+    /// The limit that was hit.
+    pub limit: Limit,
+    /// How much had been used (or was asked for) when it was stopped.
+    pub used: u64,
+    /// The allowance.
+    pub allowed: u64,
+}

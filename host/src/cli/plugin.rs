@@ -1,0 +1,355 @@
+//! `airlock plugin …`: what a plugin author needs to build, check and try a
+//! plugin locally, exactly as the service would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use airlock::budget::{Budget, Limit};
+use airlock::cache::{CachePolicy, MemoryBackend, PluginCache};
+use airlock::runtime::{
+    FileContent, HookOutput, InvokeError, PluginRuntime, RuntimeConfig, UploadInfo, Verdict,
+};
+
+/// Exit code when the plugin rejected the input.
+const EXIT_REJECTED: u8 = 2;
+/// Exit code when the plugin was stopped for exceeding its budget.
+const EXIT_OVER_BUDGET: u8 = 3;
+
+/// Plugin tools.
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Report a component's world, imports and size; exits non-zero with the
+    /// reason if Airlock would refuse it.
+    Check {
+        /// The component file.
+        component: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a plugin once on a file, as the service would, and report its
+    /// result and what it used. Exit codes: 0 accepted / ran, 2 rejected,
+    /// 3 stopped over budget, 1 any other error.
+    Run(RunArgs),
+    /// Turn a core wasm module built with wit-bindgen into a component.
+    Componentize {
+        /// The core module (`.wasm` from `cargo build --target wasm32-…`).
+        module: PathBuf,
+        /// Where to write the component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// `airlock plugin run` arguments.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component file.
+    component: PathBuf,
+    /// The file to feed it, as an upload.
+    input: PathBuf,
+    /// Declared content type (default: guessed from the file extension).
+    #[arg(long)]
+    content_type: Option<String>,
+    /// A TOML file with budget keys (fuel, timeout_ms, …); flags override it.
+    #[arg(long)]
+    budget: Option<PathBuf>,
+    /// Write replacement content and derived artifacts into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    limits: LimitFlags,
+}
+
+/// Budget overrides, one flag per limit.
+#[derive(Args)]
+struct LimitFlags {
+    /// Fuel.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock limit in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Linear memory limit in bytes.
+    #[arg(long)]
+    memory_bytes: Option<u64>,
+    /// Cache operations (one per key).
+    #[arg(long)]
+    cache_calls: Option<u64>,
+    /// Cache bytes written.
+    #[arg(long)]
+    cache_write_bytes: Option<u64>,
+    /// Content bytes read.
+    #[arg(long)]
+    read_bytes: Option<u64>,
+    /// Bytes returned.
+    #[arg(long)]
+    output_bytes: Option<u64>,
+    /// Log lines.
+    #[arg(long)]
+    log_lines: Option<u64>,
+}
+
+impl LimitFlags {
+    fn apply(&self, budget: &mut Budget) {
+        let pairs = [
+            (self.fuel, &mut budget.fuel),
+            (self.timeout_ms, &mut budget.timeout_ms),
+            (self.memory_bytes, &mut budget.memory_bytes),
+            (self.cache_calls, &mut budget.cache_calls),
+            (self.cache_write_bytes, &mut budget.cache_write_bytes),
+            (self.read_bytes, &mut budget.read_bytes),
+            (self.output_bytes, &mut budget.output_bytes),
+            (self.log_lines, &mut budget.log_lines),
+        ];
+        for (flag, slot) in pairs {
+            if let Some(value) = flag {
+                *slot = value;
+            }
+        }
+    }
+}
+
+/// Runs a plugin subcommand.
+pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PluginCommand::Check { component, json } => check(&component, json),
+        PluginCommand::Run(args) => run_once(args).await,
+        PluginCommand::Componentize { module, output } => componentize(&module, &output),
+    }
+}
+
+fn runtime(max_memory_bytes: u64) -> anyhow::Result<PluginRuntime> {
+    Ok(PluginRuntime::new(RuntimeConfig {
+        max_instances: 4,
+        max_memory_bytes: max_memory_bytes.max(RuntimeConfig::default().max_memory_bytes),
+        ..RuntimeConfig::default()
+    })?)
+}
+
+fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let info = match runtime(0)?.inspect(&bytes) {
+        Ok(info) => info,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+            } else {
+                eprintln!("refused: {}: {e}", path.display());
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!({ "ok": true, "component": info }));
+    } else {
+        println!("{}: ok", path.display());
+        println!("  world:   {}", info.world.world());
+        println!("  size:    {} bytes", info.size);
+        println!("  sha256:  {}", info.sha256);
+        println!("  imports: {}", info.imports.join(", "));
+        println!("  exports: {}", info.exports.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn componentize(module: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .with_context(|| format!("cannot make a component of {}", module.display()))?;
+    std::fs::write(output, &component).with_context(|| format!("cannot write {}", output.display()))?;
+    println!("{} ({} bytes)", output.display(), component.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_budget(args: &RunArgs) -> anyhow::Result<Budget> {
+    let mut budget = match &args.budget {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read budget file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid budget file {}", path.display()))?
+        }
+        None => Budget::default(),
+    };
+    args.limits.apply(&mut budget);
+    Ok(budget)
+}
+
+async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let budget = load_budget(&args)?;
+    let runtime = runtime(budget.memory_bytes)?;
+    let name = plugin_name(&args.component);
+    let cache = PluginCache::new(
+        Arc::new(MemoryBackend::new(64 << 20)),
+        "airlock",
+        &name,
+        CachePolicy::default(),
+        Duration::from_millis(250),
+    );
+    let plugin = runtime
+        .load_file(&name, &args.component, budget, cache)
+        .with_context(|| format!("refused {}", args.component.display()))?;
+    let content = FileContent::open(&args.input)
+        .with_context(|| format!("cannot read input {}", args.input.display()))?;
+    let upload = UploadInfo {
+        id: "local-run".into(),
+        client: "cli".into(),
+        filename: args
+            .input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        content_type: args
+            .content_type
+            .clone()
+            .unwrap_or_else(|| guess_content_type(&args.input).into()),
+        metadata: Vec::new(),
+    };
+    let invocation = plugin.invoke(&upload, Arc::new(content)).await;
+    if let (Some(dir), Ok(output)) = (&args.out, &invocation.outcome) {
+        write_outputs(dir, output)?;
+    }
+    let code = match &invocation.outcome {
+        Ok(HookOutput::Verdict(Verdict::Reject { .. })) => ExitCode::from(EXIT_REJECTED),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(InvokeError::BudgetExceeded { .. }) => ExitCode::from(EXIT_OVER_BUDGET),
+        Err(_) => ExitCode::FAILURE,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&name, &plugin, &invocation))?);
+    } else {
+        print_report(&name, &plugin, &invocation);
+    }
+    Ok(code)
+}
+
+fn plugin_name(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    if name.is_empty() { "plugin".into() } else { name }
+}
+
+fn guess_content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+fn write_outputs(dir: &Path, output: &HookOutput) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files: Vec<(String, &[u8])> = match output {
+        HookOutput::Verdict(Verdict::Replace { bytes, .. }) => vec![("replacement".into(), bytes)],
+        HookOutput::Derived(items) => items.iter().map(|d| (d.name.clone(), d.bytes.as_ref())).collect(),
+        HookOutput::Verdict(_) => Vec::new(),
+    };
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn outcome_json(outcome: &Result<HookOutput, InvokeError>) -> serde_json::Value {
+    use serde_json::json;
+    match outcome {
+        Ok(HookOutput::Verdict(Verdict::Accept { metadata })) => {
+            json!({ "result": "accept", "metadata": metadata })
+        }
+        Ok(HookOutput::Verdict(Verdict::Reject { reason })) => {
+            json!({ "result": "reject", "reason": reason })
+        }
+        Ok(HookOutput::Verdict(Verdict::Replace { bytes, content_type, metadata })) => json!({
+            "result": "replace", "content_type": content_type, "size": bytes.len(), "metadata": metadata,
+        }),
+        Ok(HookOutput::Derived(items)) => json!({
+            "result": "derived",
+            "derived": items.iter().map(|d| json!({
+                "name": d.name, "content_type": d.content_type, "size": d.bytes.len(),
+            })).collect::<Vec<_>>(),
+        }),
+        Err(e) => json!({ "result": "error", "message": e.to_string(), "error": e }),
+    }
+}
+
+fn report_json(
+    name: &str,
+    plugin: &airlock::runtime::Plugin,
+    invocation: &airlock::runtime::Invocation,
+) -> serde_json::Value {
+    serde_json::json!({
+        "plugin": name,
+        "world": plugin.hook().world(),
+        "outcome": outcome_json(&invocation.outcome),
+        "report": invocation.report,
+    })
+}
+
+fn print_report(name: &str, plugin: &airlock::runtime::Plugin, invocation: &airlock::runtime::Invocation) {
+    println!("plugin {name} ({})", plugin.hook().world());
+    match &invocation.outcome {
+        Ok(HookOutput::Verdict(Verdict::Accept { metadata })) => {
+            println!("accepted");
+            for (k, v) in metadata {
+                println!("  {k} = {v}");
+            }
+        }
+        Ok(HookOutput::Verdict(Verdict::Reject { reason })) => println!("rejected: {reason}"),
+        Ok(HookOutput::Verdict(Verdict::Replace { bytes, content_type, metadata })) => {
+            println!("replaced with {} bytes of {content_type}", bytes.len());
+            for (k, v) in metadata {
+                println!("  {k} = {v}");
+            }
+        }
+        Ok(HookOutput::Derived(items)) => {
+            println!("derived {} artifact(s)", items.len());
+            for d in items {
+                println!("  {} ({}, {} bytes)", d.name, d.content_type, d.bytes.len());
+            }
+        }
+        Err(e @ InvokeError::BudgetExceeded { .. }) => println!("STOPPED: {e}"),
+        Err(e) => println!("error: {e}"),
+    }
+    let report = &invocation.report;
+    let hit = invocation.outcome.as_ref().err().and_then(InvokeError::limit);
+    println!("budget:");
+    for limit in Limit::ALL {
+        let used = match limit {
+            Limit::Fuel => report.fuel_used,
+            Limit::Timeout => Some(report.wall_time_ms.round() as u64),
+            Limit::Memory => Some(report.usage.peak_memory_bytes),
+            Limit::CacheCalls => Some(report.usage.cache_calls),
+            Limit::CacheWriteBytes => Some(report.usage.cache_write_bytes),
+            Limit::ReadBytes => Some(report.usage.read_bytes),
+            Limit::OutputBytes => Some(report.usage.output_bytes),
+            Limit::LogLines => Some(report.usage.log_lines),
+        };
+        let used = used.map_or_else(|| "off".to_string(), |u| u.to_string());
+        let mark = if hit == Some(limit) { "  <-- exceeded" } else { "" };
+        println!("  {:<18} {:>14} / {}{mark}", limit.key(), used, limit.allowed_in(&report.budget));
+    }
+}

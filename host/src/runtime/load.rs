@@ -1,0 +1,325 @@
+//! Loading a component: size and format checks, the compiled-code cache,
+//! the import allow-list, and pre-linking.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre};
+
+use super::PluginRuntime;
+use super::host::HostState;
+use crate::bindings::{post_store, pre_store};
+use crate::budget::Budget;
+use crate::cache::PluginCache;
+
+/// The interfaces a plugin may import, with the functions each provides.
+const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
+    (
+        "airlock:plugin/cache@0.1.0",
+        &["get", "set", "add", "delete", "get-many", "set-many"],
+    ),
+    ("airlock:plugin/log@0.1.0", &["write"]),
+    (
+        "airlock:plugin/types@0.1.0",
+        &["content", "[method]content.size", "[method]content.read"],
+    ),
+];
+const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.0";
+const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.0";
+
+/// Which hook a plugin implements, from the world it targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// `world processor`: runs before an upload is stored.
+    Processor,
+    /// `world extension`: runs after an upload is stored.
+    Extension,
+}
+
+impl HookKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            HookKind::Processor => "processor",
+            HookKind::Extension => "extension",
+        }
+    }
+}
+
+/// A component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// Larger than the runtime accepts.
+    #[error("component is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// `max_component_bytes`.
+        limit: u64,
+    },
+    /// A core module where a component was expected.
+    #[error(
+        "this is a core WebAssembly module, not a component: run `airlock plugin componentize` on it"
+    )]
+    CoreModule,
+    /// Not valid WebAssembly, or rejected by the compiler.
+    #[error("not a valid component: {0}")]
+    Malformed(String),
+    /// Imports something Airlock does not provide.
+    #[error(
+        "imports `{0}`, which Airlock does not provide (plugins may import only airlock:plugin/cache, log and types)"
+    )]
+    DisallowedImport(String),
+    /// Exports neither (or both) of the hook interfaces.
+    #[error(
+        "targets no Airlock world: it must export exactly one of `{PRE_STORE_EXPORT}` (world processor) or `{POST_STORE_EXPORT}` (world extension); it exports [{0}]"
+    )]
+    WrongWorld(String),
+    /// Its budget asks for more memory than the instance pool was sized for.
+    #[error("budget memory_bytes = {asked} is above the runtime's max_memory_bytes = {limit}")]
+    MemoryAboveRuntimeLimit {
+        /// The budget's memory_bytes.
+        asked: u64,
+        /// `max_memory_bytes`.
+        limit: u64,
+    },
+}
+
+/// What `airlock plugin check` reports about a component.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentInfo {
+    /// The hook world it targets.
+    pub world: HookKind,
+    /// Imported interfaces.
+    pub imports: Vec<String>,
+    /// Exported interfaces.
+    pub exports: Vec<String>,
+    /// Size of the component file.
+    pub size: u64,
+    /// SHA-256 of the component file.
+    pub sha256: String,
+}
+
+#[derive(Clone)]
+pub(super) enum HookIndices {
+    Processor(pre_store::GuestIndices),
+    Extension(post_store::GuestIndices),
+}
+
+/// A loaded plugin, ready to be invoked any number of times.
+pub struct Plugin {
+    pub(super) name: Arc<str>,
+    pub(super) info: ComponentInfo,
+    pub(super) pre: InstancePre<HostState>,
+    pub(super) indices: HookIndices,
+    pub(super) budget: Budget,
+    pub(super) cache: PluginCache,
+    pub(super) fuel_metering: bool,
+}
+
+impl Plugin {
+    /// The plugin's name (its cache namespace and metrics label).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The hook it implements.
+    pub fn hook(&self) -> HookKind {
+        self.info.world
+    }
+
+    /// Its budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Facts about its component.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.info
+    }
+}
+
+impl PluginRuntime {
+    /// Reads and loads a component file.
+    pub fn load_file(
+        &self,
+        name: &str,
+        path: &Path,
+        budget: Budget,
+        cache: PluginCache,
+    ) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.load(name, &bytes, budget, cache)
+    }
+
+    /// Checks, compiles (or fetches from the cache) and pre-links a component.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        budget: Budget,
+        cache: PluginCache,
+    ) -> Result<Plugin, LoadError> {
+        if budget.memory_bytes > self.config.max_memory_bytes {
+            return Err(LoadError::MemoryAboveRuntimeLimit {
+                asked: budget.memory_bytes,
+                limit: self.config.max_memory_bytes,
+            });
+        }
+        let (component, info) = self.compile_checked(bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        let indices = match info.world {
+            HookKind::Processor => pre_store::GuestIndices::new(&pre).map(HookIndices::Processor),
+            HookKind::Extension => {
+                post_store::GuestIndices::new(&pre).map(HookIndices::Extension)
+            }
+        }
+        .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        Ok(Plugin {
+            name: name.into(),
+            info,
+            pre,
+            indices,
+            budget,
+            cache,
+            fuel_metering: self.config.fuel_metering,
+        })
+    }
+
+    /// Everything `load` checks, without a budget: for `airlock plugin check`.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        self.compile_checked(bytes).map(|(_, info)| info)
+    }
+
+    fn compile_checked(&self, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
+        let size = bytes.len() as u64;
+        if size > self.config.max_component_bytes {
+            return Err(LoadError::TooLarge {
+                size,
+                limit: self.config.max_component_bytes,
+            });
+        }
+        // Binary wasm starts with `\0asm` then a version: 1 for core modules,
+        // 0x0001000d for components. Text (WAT) is left to the parser.
+        if bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(LoadError::CoreModule);
+        }
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(bytes, &sha256)?;
+        let info = self.describe(&component, size, sha256)?;
+        Ok((component, info))
+    }
+
+    fn describe(
+        &self,
+        component: &Component,
+        size: u64,
+        sha256: String,
+    ) -> Result<ComponentInfo, LoadError> {
+        let ty = component.component_type();
+        let mut imports = Vec::new();
+        for (name, item) in ty.imports(&self.engine) {
+            let Some((_, funcs)) = ALLOWED_IMPORTS.iter().find(|(allowed, _)| *allowed == name)
+            else {
+                return Err(LoadError::DisallowedImport(name.to_string()));
+            };
+            if let ComponentItem::ComponentInstance(instance) = item.ty {
+                for (export, _) in instance.exports(&self.engine) {
+                    if !funcs.contains(&export) {
+                        return Err(LoadError::DisallowedImport(format!("{name}#{export}")));
+                    }
+                }
+            }
+            imports.push(name.to_string());
+        }
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let world = match (
+            exports.iter().any(|e| e == PRE_STORE_EXPORT),
+            exports.iter().any(|e| e == POST_STORE_EXPORT),
+        ) {
+            (true, false) => HookKind::Processor,
+            (false, true) => HookKind::Extension,
+            _ => return Err(LoadError::WrongWorld(exports.join(", "))),
+        };
+        Ok(ComponentInfo {
+            world,
+            imports,
+            exports,
+            size,
+            sha256,
+        })
+    }
+
+    /// Compiles `bytes`, reusing a previous compilation by this same engine
+    /// configuration when the cache directory has one.
+    fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let malformed = |e: wasmtime::Error| LoadError::Malformed(format!("{e:#}"));
+        let Some(dir) = &self.config.compiled_cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(malformed);
+        };
+        let mut engine_hash = DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish()));
+        if path.exists() {
+            match deserialize_own_artifact(&self.engine, &path) {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(malformed)?;
+        // A failed cache write only costs a recompile next time.
+        if let Err(e) = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            .and_then(|artifact| write_atomically(dir, &path, &artifact))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
+        }
+        Ok(component)
+    }
+}
+
+/// Loads a compiled component that this process family wrote itself into its
+/// private cache directory (never a user-supplied file); the file name binds
+/// it to the source's hash and to the engine's compatibility hash.
+#[allow(unsafe_code)]
+fn deserialize_own_artifact(
+    engine: &wasmtime::Engine,
+    path: &Path,
+) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact was produced by `Component::serialize` of a
+    // compatible engine and written atomically, so it is neither truncated
+    // nor foreign; wasmtime still checks its header and engine settings.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
