@@ -13,5 +13,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use airlock::plugin::{cache, log, types};
-pub use exports::airlock::plugin::{post_store, pre_store};
+pub use self::airlock::plugin::{cache, log, types};
+pub use self::exports::airlock::plugin::{post_store, pre_store};

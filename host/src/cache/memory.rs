@@ -74,7 +74,9 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .eviction_listener(move |key: Arc<Arc<str>>, entry: Entry, _cause| {
-                let mut usage = listener_usage.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut usage = listener_usage
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if let Some(ns) = usage.get_mut(&entry.namespace) {
                     ns.keys = ns.keys.saturating_sub(1);
                     ns.bytes = ns.bytes.saturating_sub(entry.weight(&key));
@@ -101,7 +103,12 @@ impl MemoryBackend {
 /// Whether writing `new_weight` bytes over an entry of `old` weight (None if
 /// absent) keeps `usage` within `quota`. Shrinking or same-size overwrites are
 /// always allowed so a plugin at its quota can still update its keys.
-pub(super) fn within_quota(usage: (u64, u64), old: Option<u64>, new_weight: u64, quota: Quota) -> bool {
+pub(super) fn within_quota(
+    usage: (u64, u64),
+    old: Option<u64>,
+    new_weight: u64,
+    quota: Quota,
+) -> bool {
     let (keys, bytes) = usage;
     let keys_after = keys + u64::from(old.is_none());
     let bytes_after = (bytes + new_weight).saturating_sub(old.unwrap_or(0));

@@ -192,7 +192,11 @@ impl PluginCache {
     /// The TTL actually applied for a requested one.
     pub fn effective_ttl(&self, ttl_seconds: u32) -> Duration {
         let max = self.policy.max_ttl_seconds.max(1);
-        let ttl = if ttl_seconds == 0 { max } else { ttl_seconds.min(max) };
+        let ttl = if ttl_seconds == 0 {
+            max
+        } else {
+            ttl_seconds.min(max)
+        };
         Duration::from_secs(u64::from(ttl))
     }
 

@@ -73,13 +73,11 @@ impl RedisBackend {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let connection = tokio::time::timeout(
-            timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| BackendError(format!("{url}: no answer within {timeout:?}")))?
-        .map_err(|e| BackendError(format!("{url}: {e}")))?;
+        let connection =
+            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| BackendError(format!("{url}: no answer within {timeout:?}")))?
+                .map_err(|e| BackendError(format!("{url}: {e}")))?;
         Ok(Self {
             connection,
             put: Script::new(&format!("{ACCOUNTING}{PUT}")),

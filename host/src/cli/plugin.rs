@@ -35,7 +35,7 @@ pub enum PluginCommand {
     /// Run a plugin once on a file, as the service would, and report its
     /// result and what it used. Exit codes: 0 accepted / ran, 2 rejected,
     /// 3 stopped over budget, 1 any other error.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Turn a core wasm module built with wit-bindgen into a component.
     Componentize {
         /// The core module (`.wasm` from `cargo build --target wasm32-…`).
@@ -122,7 +122,7 @@ impl LimitFlags {
 pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::Check { component, json } => check(&component, json),
-        PluginCommand::Run(args) => run_once(args).await,
+        PluginCommand::Run(args) => run_once(*args).await,
         PluginCommand::Componentize { module, output } => componentize(&module, &output),
     }
 }
@@ -141,7 +141,10 @@ fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Ok(info) => info,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
             } else {
                 eprintln!("refused: {}: {e}", path.display());
             }
@@ -162,12 +165,14 @@ fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn componentize(module: &Path, output: &Path) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let bytes =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
     let component = wit_component::ComponentEncoder::default()
         .module(&bytes)
         .and_then(|encoder| encoder.validate(true).encode())
         .with_context(|| format!("cannot make a component of {}", module.display()))?;
-    std::fs::write(output, &component).with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::write(output, &component)
+        .with_context(|| format!("cannot write {}", output.display()))?;
     println!("{} ({} bytes)", output.display(), component.len());
     Ok(ExitCode::SUCCESS)
 }
@@ -177,7 +182,8 @@ fn load_budget(args: &RunArgs) -> anyhow::Result<Budget> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read budget file {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("invalid budget file {}", path.display()))?
+            toml::from_str(&text)
+                .with_context(|| format!("invalid budget file {}", path.display()))?
         }
         None => Budget::default(),
     };
@@ -226,7 +232,10 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(_) => ExitCode::FAILURE,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&name, &plugin, &invocation))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(&name, &plugin, &invocation))?
+        );
     } else {
         print_report(&name, &plugin, &invocation);
     }
@@ -234,12 +243,25 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn plugin_name(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if name.is_empty() { "plugin".into() } else { name }
+    if name.is_empty() {
+        "plugin".into()
+    } else {
+        name
+    }
 }
 
 fn guess_content_type(path: &Path) -> &'static str {
@@ -264,7 +286,10 @@ fn write_outputs(dir: &Path, output: &HookOutput) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let files: Vec<(String, &[u8])> = match output {
         HookOutput::Verdict(Verdict::Replace { bytes, .. }) => vec![("replacement".into(), bytes)],
-        HookOutput::Derived(items) => items.iter().map(|d| (d.name.clone(), d.bytes.as_ref())).collect(),
+        HookOutput::Derived(items) => items
+            .iter()
+            .map(|d| (d.name.clone(), d.bytes.as_ref()))
+            .collect(),
         HookOutput::Verdict(_) => Vec::new(),
     };
     for (name, bytes) in files {
@@ -283,7 +308,11 @@ fn outcome_json(outcome: &Result<HookOutput, InvokeError>) -> serde_json::Value 
         Ok(HookOutput::Verdict(Verdict::Reject { reason })) => {
             json!({ "result": "reject", "reason": reason })
         }
-        Ok(HookOutput::Verdict(Verdict::Replace { bytes, content_type, metadata })) => json!({
+        Ok(HookOutput::Verdict(Verdict::Replace {
+            bytes,
+            content_type,
+            metadata,
+        })) => json!({
             "result": "replace", "content_type": content_type, "size": bytes.len(), "metadata": metadata,
         }),
         Ok(HookOutput::Derived(items)) => json!({
@@ -309,7 +338,11 @@ fn report_json(
     })
 }
 
-fn print_report(name: &str, plugin: &airlock::runtime::Plugin, invocation: &airlock::runtime::Invocation) {
+fn print_report(
+    name: &str,
+    plugin: &airlock::runtime::Plugin,
+    invocation: &airlock::runtime::Invocation,
+) {
     println!("plugin {name} ({})", plugin.hook().world());
     match &invocation.outcome {
         Ok(HookOutput::Verdict(Verdict::Accept { metadata })) => {
@@ -319,7 +352,11 @@ fn print_report(name: &str, plugin: &airlock::runtime::Plugin, invocation: &airl
             }
         }
         Ok(HookOutput::Verdict(Verdict::Reject { reason })) => println!("rejected: {reason}"),
-        Ok(HookOutput::Verdict(Verdict::Replace { bytes, content_type, metadata })) => {
+        Ok(HookOutput::Verdict(Verdict::Replace {
+            bytes,
+            content_type,
+            metadata,
+        })) => {
             println!("replaced with {} bytes of {content_type}", bytes.len());
             for (k, v) in metadata {
                 println!("  {k} = {v}");
@@ -335,7 +372,11 @@ fn print_report(name: &str, plugin: &airlock::runtime::Plugin, invocation: &airl
         Err(e) => println!("error: {e}"),
     }
     let report = &invocation.report;
-    let hit = invocation.outcome.as_ref().err().and_then(InvokeError::limit);
+    let hit = invocation
+        .outcome
+        .as_ref()
+        .err()
+        .and_then(InvokeError::limit);
     println!("budget:");
     for limit in Limit::ALL {
         let used = match limit {
@@ -349,7 +390,16 @@ fn print_report(name: &str, plugin: &airlock::runtime::Plugin, invocation: &airl
             Limit::LogLines => Some(report.usage.log_lines),
         };
         let used = used.map_or_else(|| "off".to_string(), |u| u.to_string());
-        let mark = if hit == Some(limit) { "  <-- exceeded" } else { "" };
-        println!("  {:<18} {:>14} / {}{mark}", limit.key(), used, limit.allowed_in(&report.budget));
+        let mark = if hit == Some(limit) {
+            "  <-- exceeded"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<18} {:>14} / {}{mark}",
+            limit.key(),
+            used,
+            limit.allowed_in(&report.budget)
+        );
     }
 }

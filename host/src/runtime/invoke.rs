@@ -9,10 +9,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use wasmtime::{Store, Trap};
 
+use super::EPOCH_TICK;
 use super::content::ContentSource;
 use super::host::{ContentHandle, HostState, Usage};
 use super::load::{HookIndices, Plugin};
-use super::EPOCH_TICK;
 use crate::bindings::types;
 use crate::budget::{Budget, Limit, OverBudget};
 
@@ -212,7 +212,13 @@ impl Plugin {
             // Cannot fail on an engine that meters fuel.
             let _ = store.set_fuel(self.budget.fuel);
         }
-        let ticks = self.budget.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
+        // One tick more than the budget: the counter may be part-way through a
+        // tick when the store starts, and the plugin must get all its time.
+        let ticks = self
+            .budget
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -235,9 +241,11 @@ impl Plugin {
             })),
         };
 
-        let fuel_used = self
-            .fuel_metering
-            .then(|| self.budget.fuel.saturating_sub(store.get_fuel().unwrap_or(0)));
+        let fuel_used = self.fuel_metering.then(|| {
+            self.budget
+                .fuel
+                .saturating_sub(store.get_fuel().unwrap_or(0))
+        });
         let outcome = match raw {
             Ok(Ok(output)) => self.check_output(output, store.data_mut()),
             Ok(Err(message)) => Err(InvokeError::Failed {
@@ -266,7 +274,10 @@ impl Plugin {
         upload: types::Upload,
         content: Arc<dyn ContentSource>,
     ) -> wasmtime::Result<Result<HookOutput, String>> {
-        let handle = store.data_mut().table.push(ContentHandle { source: content })?;
+        let handle = store
+            .data_mut()
+            .table
+            .push(ContentHandle { source: content })?;
         let instance = self.pre.instantiate_async(&mut *store).await?;
         let output = match &self.indices {
             HookIndices::Processor(indices) => indices
@@ -284,14 +295,22 @@ impl Plugin {
     }
 
     /// Charges the returned bytes to `output_bytes` and validates them.
-    fn check_output(&self, output: HookOutput, state: &mut HostState) -> Result<HookOutput, InvokeError> {
-        let metadata_size = |m: &[(String, String)]| -> u64 { m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum() };
+    fn check_output(
+        &self,
+        output: HookOutput,
+        state: &mut HostState,
+    ) -> Result<HookOutput, InvokeError> {
+        let metadata_size = |m: &[(String, String)]| -> u64 {
+            m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+        };
         let size = match &output {
             HookOutput::Verdict(Verdict::Accept { metadata }) => metadata_size(metadata),
             HookOutput::Verdict(Verdict::Reject { reason }) => reason.len() as u64,
-            HookOutput::Verdict(Verdict::Replace { bytes, content_type, metadata }) => {
-                bytes.len() as u64 + content_type.len() as u64 + metadata_size(metadata)
-            }
+            HookOutput::Verdict(Verdict::Replace {
+                bytes,
+                content_type,
+                metadata,
+            }) => bytes.len() as u64 + content_type.len() as u64 + metadata_size(metadata),
             HookOutput::Derived(items) => items
                 .iter()
                 .map(|d| (d.bytes.len() + d.name.len() + d.content_type.len()) as u64)
@@ -306,22 +325,35 @@ impl Plugin {
                 allowed: self.budget.output_bytes,
             });
         }
-        let invalid = |reason: String| InvokeError::InvalidOutput { plugin: self.name.to_string(), reason };
+        let invalid = |reason: String| InvokeError::InvalidOutput {
+            plugin: self.name.to_string(),
+            reason,
+        };
         let metadata = match &output {
-            HookOutput::Verdict(Verdict::Accept { metadata } | Verdict::Replace { metadata, .. }) => metadata.as_slice(),
+            HookOutput::Verdict(
+                Verdict::Accept { metadata } | Verdict::Replace { metadata, .. },
+            ) => metadata.as_slice(),
             _ => &[],
         };
         if let Some((key, _)) = metadata.iter().find(|(k, _)| !valid_metadata_key(k)) {
-            return Err(invalid(format!("metadata key {key:?} must match [a-z0-9._-]{{1,64}}")));
+            return Err(invalid(format!(
+                "metadata key {key:?} must match [a-z0-9._-]{{1,64}}"
+            )));
         }
         if let HookOutput::Derived(items) = &output {
             let mut names = std::collections::HashSet::new();
             for item in items {
                 if !valid_derived_name(&item.name) {
-                    return Err(invalid(format!("derived name {:?} must match [a-z0-9._-]{{1,64}} and not start with '.'", item.name)));
+                    return Err(invalid(format!(
+                        "derived name {:?} must match [a-z0-9._-]{{1,64}} and not start with '.'",
+                        item.name
+                    )));
                 }
                 if !names.insert(item.name.as_str()) {
-                    return Err(invalid(format!("derived name {:?} is used twice", item.name)));
+                    return Err(invalid(format!(
+                        "derived name {:?} is used twice",
+                        item.name
+                    )));
                 }
             }
         }
@@ -330,7 +362,10 @@ impl Plugin {
 
     fn classify(&self, trap: &wasmtime::Error, state: &HostState, started: Instant) -> InvokeError {
         let plugin = self.name.to_string();
-        let over = trap.downcast_ref::<OverBudget>().copied().or(state.over_budget);
+        let over = trap
+            .downcast_ref::<OverBudget>()
+            .copied()
+            .or(state.over_budget);
         let over = over.or_else(|| match trap.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Some(OverBudget {
                 limit: Limit::Fuel,
@@ -344,11 +379,23 @@ impl Plugin {
             }),
             _ => None,
         });
-        if let Some(OverBudget { limit, used, allowed }) = over {
-            return InvokeError::BudgetExceeded { plugin, limit, used, allowed };
+        if let Some(OverBudget {
+            limit,
+            used,
+            allowed,
+        }) = over
+        {
+            return InvokeError::BudgetExceeded {
+                plugin,
+                limit,
+                used,
+                allowed,
+            };
         }
         let crash = match trap.downcast_ref::<Trap>() {
-            Some(Trap::UnreachableCodeReached) if state.last_error_line.is_some() => CrashKind::Panic,
+            Some(Trap::UnreachableCodeReached) if state.last_error_line.is_some() => {
+                CrashKind::Panic
+            }
             Some(Trap::UnreachableCodeReached) => CrashKind::Unreachable,
             Some(Trap::StackOverflow) => CrashKind::StackOverflow,
             Some(Trap::MemoryOutOfBounds) => CrashKind::MemoryOutOfBounds,
@@ -362,15 +409,24 @@ impl Plugin {
         };
         let detail = match (crash, &state.last_error_line) {
             (CrashKind::Panic, Some(line)) => line.clone(),
-            _ => trap.downcast_ref::<Trap>().map(ToString::to_string).unwrap_or_default(),
+            _ => trap
+                .downcast_ref::<Trap>()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         };
-        InvokeError::Crashed { plugin, crash, detail }
+        InvokeError::Crashed {
+            plugin,
+            crash,
+            detail,
+        }
     }
 }
 
 fn valid_metadata_key(key: &str) -> bool {
     (1..=64).contains(&key.len())
-        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 fn valid_derived_name(name: &str) -> bool {

@@ -190,9 +190,7 @@ impl PluginRuntime {
             .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
         let indices = match info.world {
             HookKind::Processor => pre_store::GuestIndices::new(&pre).map(HookIndices::Processor),
-            HookKind::Extension => {
-                post_store::GuestIndices::new(&pre).map(HookIndices::Extension)
-            }
+            HookKind::Extension => post_store::GuestIndices::new(&pre).map(HookIndices::Extension),
         }
         .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         Ok(Plugin {
@@ -244,15 +242,20 @@ impl PluginRuntime {
                 return Err(LoadError::DisallowedImport(name.to_string()));
             };
             if let ComponentItem::ComponentInstance(instance) = item.ty {
-                for (export, _) in instance.exports(&self.engine) {
-                    if !funcs.contains(&export) {
+                for (export, item) in instance.exports(&self.engine) {
+                    // Type exports (records, variants) carry no capability.
+                    let is_type = matches!(item.ty, ComponentItem::Type(_));
+                    if !is_type && !funcs.contains(&export) {
                         return Err(LoadError::DisallowedImport(format!("{name}#{export}")));
                     }
                 }
             }
             imports.push(name.to_string());
         }
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let world = match (
             exports.iter().any(|e| e == PRE_STORE_EXPORT),
             exports.iter().any(|e| e == POST_STORE_EXPORT),
@@ -285,7 +288,9 @@ impl PluginRuntime {
         if path.exists() {
             match deserialize_own_artifact(&self.engine, &path) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component")
+                }
             }
         }
         let component = Component::new(&self.engine, bytes).map_err(malformed)?;
@@ -305,10 +310,7 @@ impl PluginRuntime {
 /// private cache directory (never a user-supplied file); the file name binds
 /// it to the source's hash and to the engine's compatibility hash.
 #[allow(unsafe_code)]
-fn deserialize_own_artifact(
-    engine: &wasmtime::Engine,
-    path: &Path,
-) -> wasmtime::Result<Component> {
+fn deserialize_own_artifact(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: the artifact was produced by `Component::serialize` of a
     // compatible engine and written atomically, so it is neither truncated
     // nor foreign; wasmtime still checks its header and engine settings.

@@ -17,12 +17,12 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::content::{ContentSource, FileContent};
+use self::host::HostState;
 pub use self::host::{ContentHandle, Usage};
 pub use self::invoke::{
     CrashKind, Derived, HookOutput, Invocation, InvokeError, UploadInfo, UsageReport, Verdict,
 };
 pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
-use self::host::HostState;
 
 /// How often the epoch ticks: the resolution of wall-clock budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -1,0 +1,163 @@
+//! Shared helpers: a runtime, plugins by name, fixtures, inline components.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::budget::Budget;
+use airlock::cache::{CacheBackend, CachePolicy, MemoryBackend, PluginCache};
+use airlock::runtime::{
+    ContentSource, HookOutput, Invocation, InvokeError, Plugin, PluginRuntime, RuntimeConfig,
+    UploadInfo, Verdict,
+};
+use bytes::Bytes;
+
+/// The checkout's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A test fixture file.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// A fixture's bytes.
+pub fn fixture_bytes(name: &str) -> Bytes {
+    std::fs::read(fixture(name)).expect("fixture").into()
+}
+
+/// A built plugin component from `plugins/dist`.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AIRLOCK_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("plugins/dist"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins with scripts/build-plugins.sh",
+        path.display()
+    );
+    path
+}
+
+/// A runtime shared by the tests of this binary (one engine, like the
+/// service), with a compiled-component cache so reruns skip Cranelift.
+pub fn runtime() -> &'static PluginRuntime {
+    static RUNTIME: std::sync::OnceLock<PluginRuntime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        PluginRuntime::new(RuntimeConfig {
+            compiled_cache_dir: Some(std::env::temp_dir().join("airlock-test-compiled")),
+            max_instances: 32,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime")
+    })
+}
+
+/// A cache for plugin `name` on `backend` with `policy`.
+pub fn plugin_cache(
+    backend: &Arc<dyn CacheBackend>,
+    name: &str,
+    policy: CachePolicy,
+) -> PluginCache {
+    PluginCache::new(
+        Arc::clone(backend),
+        "test",
+        name,
+        policy,
+        Duration::from_millis(500),
+    )
+}
+
+/// A fresh in-memory backend.
+pub fn memory_backend() -> Arc<dyn CacheBackend> {
+    Arc::new(MemoryBackend::new(64 << 20))
+}
+
+/// Loads plugin `name` from `plugins/dist` with its own fresh cache.
+pub fn load(name: &str, budget: Budget) -> Plugin {
+    load_as(
+        name,
+        name,
+        budget,
+        &memory_backend(),
+        CachePolicy::default(),
+    )
+}
+
+/// Loads the component of plugin `component` under the name `name`.
+pub fn load_as(
+    component: &str,
+    name: &str,
+    budget: Budget,
+    backend: &Arc<dyn CacheBackend>,
+    policy: CachePolicy,
+) -> Plugin {
+    runtime()
+        .load_file(
+            name,
+            &plugin_path(component),
+            budget,
+            plugin_cache(backend, name, policy),
+        )
+        .unwrap_or_else(|e| panic!("loading {component}: {e}"))
+}
+
+/// An upload record for `content_type`.
+pub fn upload(content_type: &str) -> UploadInfo {
+    UploadInfo {
+        id: "upload-1".into(),
+        client: "tests".into(),
+        filename: "file".into(),
+        content_type: content_type.into(),
+        metadata: Vec::new(),
+    }
+}
+
+/// Invokes `plugin` on `bytes` declared as `content_type`.
+pub async fn invoke(plugin: &Plugin, content_type: &str, bytes: Bytes) -> Invocation {
+    invoke_upload(plugin, &upload(content_type), bytes).await
+}
+
+/// Invokes `plugin` on `bytes` described by `upload`.
+pub async fn invoke_upload(plugin: &Plugin, upload: &UploadInfo, bytes: Bytes) -> Invocation {
+    let content: Arc<dyn ContentSource> = Arc::new(bytes);
+    plugin.invoke(upload, content).await
+}
+
+/// The verdict of a successful processor invocation.
+pub fn verdict(invocation: Invocation) -> Verdict {
+    match invocation.outcome {
+        Ok(HookOutput::Verdict(v)) => v,
+        other => panic!("expected a verdict, got {other:?}"),
+    }
+}
+
+/// The error of a failed invocation.
+pub fn error(invocation: Invocation) -> InvokeError {
+    match invocation.outcome {
+        Err(e) => e,
+        Ok(out) => panic!("expected an error, got {out:?}"),
+    }
+}
+
+/// Metadata value `key` of an accept or replace verdict.
+pub fn meta<'a>(verdict: &'a Verdict, key: &str) -> Option<&'a str> {
+    let metadata = match verdict {
+        Verdict::Accept { metadata } | Verdict::Replace { metadata, .. } => metadata,
+        Verdict::Reject { .. } => return None,
+    };
+    metadata
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A budget with everything generous except what the test sets.
+pub fn roomy() -> Budget {
+    Budget {
+        timeout_ms: 10_000,
+        ..Budget::default()
+    }
+}
