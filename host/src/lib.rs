@@ -3,9 +3,18 @@
 //!
 //! - [`runtime`] loads components and invokes them under a [`budget::Budget`].
 //! - [`cache`] is the capability plugins use for shared state.
+//! - [`storage`] keeps uploads on local disk or S3.
+//! - [`upload`] is the pipeline; [`http`] the API; [`app`] wires them from
+//!   a [`config::Config`].
 
+pub mod app;
 pub mod budget;
 pub mod cache;
+pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod runtime;
+pub mod storage;
+pub mod upload;
 
 mod bindings;

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod plugin;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ pub enum LogFormat {
 /// Top-level commands.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Run the upload service.
+    Serve(serve::ServeArgs),
     /// Tools for plugin authors: check, run and componentize plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -58,6 +61,7 @@ pub fn init_tracing(format: LogFormat, verbose: u8) {
 /// Runs one command and returns the process exit code.
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve(args) => serve::run(args).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
     }
 }

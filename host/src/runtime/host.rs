@@ -22,11 +22,26 @@ pub struct ContentHandle {
     pub(super) source: Arc<dyn ContentSource>,
 }
 
+/// Cache operations by kind (batches count per key).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CacheOps {
+    /// `get` and keys of `get-many`.
+    pub get: u64,
+    /// `set` and keys of `set-many`.
+    pub set: u64,
+    /// `add`.
+    pub add: u64,
+    /// `delete`.
+    pub delete: u64,
+}
+
 /// What an invocation has used so far.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
     /// Cache operations, one per key.
     pub cache_calls: u64,
+    /// The same, by kind.
+    pub cache_ops: CacheOps,
     /// Cache bytes written (keys + values).
     pub cache_write_bytes: u64,
     /// Content bytes read.
@@ -126,10 +141,12 @@ impl HostState {
     /// a backend that answers only after the deadline is a timeout.
     async fn cache_call<T>(
         &mut self,
+        op_kind: fn(&mut CacheOps) -> &mut u64,
         keys: usize,
         written: u64,
         op: impl AsyncFnOnce(&PluginCache, Duration) -> Result<T, CacheError>,
     ) -> Trappable<Result<T, cache::Error>> {
+        *op_kind(&mut self.usage.cache_ops) += keys as u64;
         self.charge(Limit::CacheCalls, keys as u64)?;
         self.charge(Limit::CacheWriteBytes, written)?;
         let left = self.time_left()?;
@@ -166,9 +183,12 @@ fn written(key: &str, value: &[u8]) -> u64 {
 
 impl cache::Host for HostState {
     async fn get(&mut self, key: String) -> Trappable<Result<Option<Vec<u8>>, cache::Error>> {
-        self.cache_call(1, 0, async |cache, left| {
-            cache.get(&key, left).await.map(|v| v.map(Vec::from))
-        })
+        self.cache_call(
+            |o| &mut o.get,
+            1,
+            0,
+            async |cache, left| cache.get(&key, left).await.map(|v| v.map(Vec::from)),
+        )
         .await
     }
 
@@ -179,12 +199,17 @@ impl cache::Host for HostState {
         ttl_seconds: u32,
     ) -> Trappable<Result<(), cache::Error>> {
         let bytes = written(&key, &value);
-        self.cache_call(1, bytes, async |cache, left| {
-            cache
-                .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
-                .await
-                .map(drop)
-        })
+        self.cache_call(
+            |o| &mut o.set,
+            1,
+            bytes,
+            async |cache, left| {
+                cache
+                    .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
+                    .await
+                    .map(drop)
+            },
+        )
         .await
     }
 
@@ -195,17 +220,27 @@ impl cache::Host for HostState {
         ttl_seconds: u32,
     ) -> Trappable<Result<bool, cache::Error>> {
         let bytes = written(&key, &value);
-        self.cache_call(1, bytes, async |cache, left| {
-            cache
-                .put(&key, value.into(), ttl_seconds, PutMode::IfAbsent, left)
-                .await
-        })
+        self.cache_call(
+            |o| &mut o.add,
+            1,
+            bytes,
+            async |cache, left| {
+                cache
+                    .put(&key, value.into(), ttl_seconds, PutMode::IfAbsent, left)
+                    .await
+            },
+        )
         .await
     }
 
     async fn delete(&mut self, key: String) -> Trappable<Result<bool, cache::Error>> {
-        self.cache_call(1, 0, async |cache, left| cache.delete(&key, left).await)
-            .await
+        self.cache_call(
+            |o| &mut o.delete,
+            1,
+            0,
+            async |cache, left| cache.delete(&key, left).await,
+        )
+        .await
     }
 
     async fn get_many(
@@ -215,15 +250,20 @@ impl cache::Host for HostState {
         if let Err(e) = Self::batch_len(keys.len()) {
             return Ok(Err(e));
         }
-        self.cache_call(keys.len(), 0, async |cache, left| {
-            let deadline = Instant::now() + left;
-            let mut values = Vec::with_capacity(keys.len());
-            for key in &keys {
-                let left = deadline.saturating_duration_since(Instant::now());
-                values.push(cache.get(key, left).await?.map(Vec::from));
-            }
-            Ok(values)
-        })
+        self.cache_call(
+            |o| &mut o.get,
+            keys.len(),
+            0,
+            async |cache, left| {
+                let deadline = Instant::now() + left;
+                let mut values = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    values.push(cache.get(key, left).await?.map(Vec::from));
+                }
+                Ok(values)
+            },
+        )
         .await
     }
 
@@ -236,16 +276,21 @@ impl cache::Host for HostState {
             return Ok(Err(e));
         }
         let bytes = entries.iter().map(|(k, v)| written(k, v)).sum();
-        self.cache_call(entries.len(), bytes, async |cache, left| {
-            let deadline = Instant::now() + left;
-            for (key, value) in entries {
-                let left = deadline.saturating_duration_since(Instant::now());
-                cache
-                    .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
-                    .await?;
-            }
-            Ok(())
-        })
+        self.cache_call(
+            |o| &mut o.set,
+            entries.len(),
+            bytes,
+            async |cache, left| {
+                let deadline = Instant::now() + left;
+                for (key, value) in entries {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    cache
+                        .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
+                        .await?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 }

@@ -18,7 +18,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use self::content::{ContentSource, FileContent};
 use self::host::HostState;
-pub use self::host::{ContentHandle, Usage};
+pub use self::host::{CacheOps, ContentHandle, Usage};
 pub use self::invoke::{
     CrashKind, Derived, HookOutput, Invocation, InvokeError, UploadInfo, UsageReport, Verdict,
 };

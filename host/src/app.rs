@@ -1,0 +1,293 @@
+//! Wiring: builds storage, cache, runtime, plugins and the HTTP app from a
+//! [`Config`], and serves it until a shutdown signal.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::cache::{BackendError, CacheBackend, MemoryBackend, PluginCache, RedisBackend};
+use crate::config::{CacheBackendKind, Config, ConfigError, StorageBackend};
+use crate::http::{AppState, Auth};
+use crate::metrics::Metrics;
+use crate::runtime::{HookKind, LoadError, PluginRuntime, RuntimeConfig, RuntimeError};
+use crate::storage::{BlobStore, LocalStore, S3Store, StorageError};
+use crate::upload::{
+    Client, HookedPlugin, PluginSet, PostStoreWorkers, UploadError, UploadService,
+};
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin could not be loaded.
+    #[error("plugin `{name}` ({path}): {source}")]
+    Plugin {
+        /// Its name.
+        name: String,
+        /// Its component path.
+        path: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The plugin's component targets another hook than configured.
+    #[error(
+        "plugin `{name}` is configured as {configured:?} but its component targets world `{actual}`"
+    )]
+    HookMismatch {
+        /// Its name.
+        name: String,
+        /// `hook` in the config.
+        configured: HookKind,
+        /// The component's world.
+        actual: &'static str,
+    },
+    /// Storage backend unreachable or unusable.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// Cache backend unreachable.
+    #[error("cache: {0}")]
+    Cache(#[from] BackendError),
+    /// The wasm runtime.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The pipeline.
+    #[error("upload pipeline: {0}")]
+    Upload(#[from] UploadError),
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Refused to run without authentication on a public address.
+    #[error(
+        "no [[clients]] are configured, so uploads are unauthenticated; that is only allowed on a loopback address, not {0}"
+    )]
+    OpenOnPublicAddress(String),
+}
+
+/// A built service, ready to serve.
+pub struct App {
+    /// The HTTP routes.
+    pub router: axum::Router,
+    /// The pipeline.
+    pub service: Arc<UploadService>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    workers: PostStoreWorkers,
+    grace: Duration,
+}
+
+/// Where the embedded defaults look for the example plugins.
+pub fn default_plugins_dir() -> PathBuf {
+    std::env::var_os("AIRLOCK_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("plugins/dist"))
+}
+
+impl App {
+    /// Builds everything `config` describes. `embedded` means `config` is
+    /// the built-in default: example plugins that are not built yet are
+    /// skipped with a warning instead of failing the start.
+    pub async fn build(config: &Config, embedded: bool) -> Result<Self, StartError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn BlobStore> = match config.storage.backend {
+            StorageBackend::Local => Arc::new(LocalStore::open(&config.storage.path).await?),
+            StorageBackend::S3 => Arc::new(S3Store::connect(&config.storage.s3).await?),
+        };
+        let op_timeout = Duration::from_millis(config.cache.op_timeout_ms);
+        let cache: Arc<dyn CacheBackend> = match config.cache.backend {
+            CacheBackendKind::Memory => {
+                Arc::new(MemoryBackend::new(config.cache.memory_capacity_bytes))
+            }
+            CacheBackendKind::Redis => Arc::new(
+                RedisBackend::connect(
+                    &config.cache.redis_url,
+                    op_timeout.max(Duration::from_secs(2)),
+                )
+                .await?,
+            ),
+        };
+        let runtime = Arc::new(PluginRuntime::new(RuntimeConfig {
+            fuel_metering: true,
+            compiled_cache_dir: config
+                .runtime
+                .compiled_cache_dir
+                .clone()
+                .or_else(|| Some(config.storage.path.join(".compiled"))),
+            max_component_bytes: config.runtime.max_component_bytes,
+            max_memory_bytes: config.runtime.max_memory_bytes,
+            max_instances: config.runtime.max_instances,
+        })?);
+        let plugins = load_plugins(&runtime, config, &cache, embedded, &metrics)?;
+        let (service, workers) = UploadService::start(
+            store,
+            plugins,
+            &config.storage.path.join(".tmp"),
+            Arc::clone(&metrics),
+            config.server.post_store_queue,
+            config.server.post_store_workers,
+        )
+        .await?;
+        let auth = auth_for(config)?;
+        let router = crate::http::router(AppState {
+            service: Arc::clone(&service),
+            auth: Arc::new(auth),
+            metrics: Arc::clone(&metrics),
+            cache,
+        });
+        Ok(Self {
+            router,
+            service,
+            metrics,
+            workers,
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting,
+    /// finishes in-flight requests and drains the post-store queue.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let App {
+            router,
+            service,
+            workers,
+            grace,
+            ..
+        } = self;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        service.close_queue();
+        if workers.drain(grace).await {
+            tracing::info!("post-store queue drained");
+        } else {
+            tracing::warn!(
+                "shutdown grace ran out with post-store jobs still running; their records stay `pending`"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn auth_for(config: &Config) -> Result<Auth, StartError> {
+    if config.clients.is_empty() {
+        let ip = config.server.listen.ip();
+        if !ip.is_loopback() {
+            return Err(StartError::OpenOnPublicAddress(
+                config.server.listen.to_string(),
+            ));
+        }
+        tracing::warn!(
+            "no [[clients]] configured: accepting unauthenticated uploads on loopback only"
+        );
+        return Ok(Auth::open(Client {
+            name: "anonymous".into(),
+            max_body_bytes: config.server.max_body_bytes,
+            allowed_content_types: Vec::new(),
+        }));
+    }
+    Ok(Auth::with_keys(config.clients.iter().map(|c| {
+        (
+            c.api_key.clone(),
+            Client {
+                name: c.name.clone(),
+                max_body_bytes: c.max_body_bytes.unwrap_or(config.server.max_body_bytes),
+                allowed_content_types: c.allowed_content_types.clone(),
+            },
+        )
+    })))
+}
+
+/// Loads every configured plugin, sorted per hook by `order`.
+pub fn load_plugins(
+    runtime: &PluginRuntime,
+    config: &Config,
+    cache: &Arc<dyn CacheBackend>,
+    embedded: bool,
+    metrics: &Metrics,
+) -> Result<PluginSet, StartError> {
+    let mut configured: Vec<_> = config.plugins.iter().collect();
+    configured.sort_by_key(|p| p.order);
+    let mut set = PluginSet::default();
+    for pc in configured {
+        if embedded && !pc.component.exists() {
+            tracing::warn!(plugin = %pc.name, path = %pc.component.display(), "example plugin not built; skipping it (run scripts/build-plugins.sh)");
+            continue;
+        }
+        let plugin_cache = PluginCache::new(
+            Arc::clone(cache),
+            &config.cache.prefix,
+            &pc.name,
+            pc.cache,
+            Duration::from_millis(config.cache.op_timeout_ms),
+        );
+        let plugin = runtime
+            .load_file(&pc.name, &pc.component, pc.budget, plugin_cache)
+            .map_err(|source| StartError::Plugin {
+                name: pc.name.clone(),
+                path: pc.component.display().to_string(),
+                source,
+            })?;
+        if plugin.hook() != pc.hook {
+            return Err(StartError::HookMismatch {
+                name: pc.name.clone(),
+                configured: pc.hook,
+                actual: plugin.hook().world(),
+            });
+        }
+        tracing::info!(plugin = %pc.name, hook = pc.hook.world(), order = pc.order, "plugin loaded");
+        metrics.plugin_active(&pc.name, true);
+        let hooked = Arc::new(HookedPlugin {
+            plugin,
+            on_failure: pc.on_failure,
+        });
+        match pc.hook {
+            HookKind::Processor => set.processors.push(hooked),
+            HookKind::Extension => set.extensions.push(hooked),
+        }
+    }
+    Ok(set)
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight uploads");
+}

@@ -1,0 +1,46 @@
+//! `airlock serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use airlock::app::{self, App};
+use airlock::config::Config;
+
+/// `airlock serve` arguments.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file; without it, the embedded defaults (local disk
+    /// under ./data, in-memory cache, the example plugins).
+    #[arg(long, short, env = "AIRLOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address; overrides `server.listen`.
+    #[arg(long, env = "AIRLOCK_LISTEN")]
+    listen: Option<SocketAddr>,
+}
+
+/// Runs the service until ctrl-c or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (mut config, embedded) = match &args.config {
+        Some(path) => (Config::load(path)?, false),
+        None => (Config::embedded(&app::default_plugins_dir())?, true),
+    };
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if embedded {
+        tracing::info!(
+            storage = %config.storage.path.display(),
+            plugins = %app::default_plugins_dir().display(),
+            "no --config: running on embedded defaults (local disk, in-memory cache, example plugins)"
+        );
+    }
+    let built = App::build(&config, embedded).await?;
+    let listener = app::bind(config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, storage = ?config.storage.backend, cache = ?config.cache.backend, "airlock listening");
+    built.serve(listener, app::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

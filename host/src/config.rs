@@ -1,0 +1,414 @@
+//! The operator's configuration: one TOML file, every key documented in
+//! `airlock.example.toml`, secrets overridable from the environment.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::Budget;
+use crate::cache::CachePolicy;
+use crate::runtime::HookKind;
+use crate::storage::S3Settings;
+
+/// The checked-in example configuration, also the embedded defaults.
+pub const EXAMPLE: &str = include_str!("../../airlock.example.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Where uploads are stored.
+    pub storage: StorageConfig,
+    /// The plugins' shared cache.
+    pub cache: CacheConfig,
+    /// The WebAssembly runtime.
+    pub runtime: RuntimeSettings,
+    /// API clients; none means unauthenticated uploads, loopback only.
+    pub clients: Vec<ClientConfig>,
+    /// Plugins, per hook, in `order`.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest upload body for clients that set no limit of their own.
+    pub max_body_bytes: u64,
+    /// Uploads accepted at once; more wait for a slot.
+    pub max_concurrent_uploads: usize,
+    /// Post-store jobs that may wait; when full, jobs are dropped (and
+    /// counted), never blocking an upload.
+    pub post_store_queue: usize,
+    /// Tasks running post-store hooks.
+    pub post_store_workers: usize,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 100 << 20,
+            max_concurrent_uploads: 64,
+            post_store_queue: 1024,
+            post_store_workers: 2,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` or `s3`.
+    pub backend: StorageBackend,
+    /// Root directory of the local backend (also holds temp files).
+    pub path: PathBuf,
+    /// Settings of the S3 backend.
+    pub s3: S3Settings,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            path: PathBuf::from("./data"),
+            s3: S3Settings::default(),
+        }
+    }
+}
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    /// Local filesystem.
+    Local,
+    /// S3 or an S3-compatible server.
+    S3,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` or `redis`.
+    pub backend: CacheBackendKind,
+    /// Prefix of every key: `<prefix>:<plugin>:<key>`.
+    pub prefix: String,
+    /// Longest a cache operation may take before the plugin sees
+    /// `unavailable`.
+    pub op_timeout_ms: u64,
+    /// Size of the in-memory cache, in bytes.
+    pub memory_capacity_bytes: u64,
+    /// Redis URL (`redis://host:port/db`); `AIRLOCK_REDIS_URL` overrides.
+    pub redis_url: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            backend: CacheBackendKind::Memory,
+            prefix: "airlock".into(),
+            op_timeout_ms: 250,
+            memory_capacity_bytes: 256 << 20,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+        }
+    }
+}
+
+/// Cache backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheBackendKind {
+    /// In this process.
+    Memory,
+    /// Redis, shared by every node.
+    Redis,
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Where compiled components are cached; empty = `<storage.path>/.compiled`
+    /// for local storage, none otherwise.
+    pub compiled_cache_dir: Option<PathBuf>,
+    /// Plugin instances that may run at once, all plugins together.
+    pub max_instances: u32,
+    /// Largest `memory_bytes` any budget may grant.
+    pub max_memory_bytes: u64,
+    /// Largest component file accepted.
+    pub max_component_bytes: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let defaults = crate::runtime::RuntimeConfig::default();
+        Self {
+            compiled_cache_dir: None,
+            max_instances: defaults.max_instances,
+            max_memory_bytes: defaults.max_memory_bytes,
+            max_component_bytes: defaults.max_component_bytes,
+        }
+    }
+}
+
+/// `[[clients]]`: one API client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Name, shown in records and logs.
+    pub name: String,
+    /// Bearer token. `AIRLOCK_CLIENT_<NAME>_API_KEY` overrides (name upper-cased,
+    /// `-` as `_`).
+    #[serde(default)]
+    pub api_key: String,
+    /// Largest upload; defaults to `server.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Content types accepted (`image/*` style wildcards); empty = any.
+    #[serde(default)]
+    pub allowed_content_types: Vec<String>,
+}
+
+/// `[[plugins]]`: one plugin on one hook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Name: `[a-z0-9_-]{1,64}`, unique. Names the cache namespace and metrics.
+    pub name: String,
+    /// Path to the component (relative to the config file).
+    pub component: PathBuf,
+    /// The hook; must match the component's world.
+    pub hook: HookKind,
+    /// Order within the hook, lowest first.
+    #[serde(default)]
+    pub order: i32,
+    /// What a budget stop, crash or plugin error does to the upload.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// What one invocation may use.
+    #[serde(default)]
+    pub budget: Budget,
+    /// The plugin's cache rules and quota.
+    #[serde(default)]
+    pub cache: CachePolicy,
+}
+
+/// What happens to an upload when a plugin fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Skip the plugin; the upload goes on and its record says why.
+    #[default]
+    FailOpen,
+    /// Refuse the upload (503 naming the plugin).
+    FailClosed,
+}
+
+/// The configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// TOML syntax, unknown keys, wrong types (the message names the key).
+    #[error("invalid config {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("invalid config: {key}: {reason}")]
+    Invalid {
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads, applies environment overrides and validates `path`. Relative
+    /// plugin paths are resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for plugin in &mut config.plugins {
+            if plugin.component.is_relative() {
+                plugin.component = base.join(&plugin.component);
+            }
+        }
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded defaults: `airlock.example.toml` (local disk,
+    /// in-memory cache, the example plugins with their budgets) without
+    /// clients, its plugins taken from `plugins_dir`.
+    pub fn embedded(plugins_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(EXAMPLE).map_err(|e| ConfigError::Parse {
+            path: "airlock.example.toml (embedded)".into(),
+            reason: e.to_string(),
+        })?;
+        config.clients.clear();
+        for plugin in &mut config.plugins {
+            if let Some(file) = plugin.component.file_name() {
+                plugin.component = plugins_dir.join(file);
+            }
+        }
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Secrets and URLs from the environment take precedence over the file.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = var("AIRLOCK_REDIS_URL") {
+            self.cache.redis_url = url;
+        }
+        if let Some(key) = var("AIRLOCK_S3_ACCESS_KEY_ID") {
+            self.storage.s3.access_key_id = Some(key);
+        }
+        if let Some(secret) = var("AIRLOCK_S3_SECRET_ACCESS_KEY") {
+            self.storage.s3.secret_access_key = Some(secret);
+        }
+        for client in &mut self.clients {
+            let name = client.name.to_ascii_uppercase().replace('-', "_");
+            if let Some(key) = var(&format!("AIRLOCK_CLIENT_{name}_API_KEY")) {
+                client.api_key = key;
+            }
+        }
+    }
+
+    /// Checks what serde cannot: names, uniqueness, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_concurrent_uploads == 0 {
+            return Err(invalid(
+                "server.max_concurrent_uploads",
+                "must be at least 1",
+            ));
+        }
+        if self.server.post_store_workers == 0 || self.server.post_store_queue == 0 {
+            return Err(invalid(
+                "server.post_store_workers",
+                "workers and queue must be at least 1",
+            ));
+        }
+        if self.cache.prefix.is_empty() || self.cache.prefix.contains(':') {
+            return Err(invalid(
+                "cache.prefix",
+                "must be non-empty and contain no ':'",
+            ));
+        }
+        if self.storage.backend == StorageBackend::S3 && self.storage.s3.bucket.is_empty() {
+            return Err(invalid(
+                "storage.s3.bucket",
+                "required when storage.backend = \"s3\"",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            let at = |field: &str| format!("clients[{i}].{field}");
+            if !valid_name(&client.name) {
+                return Err(invalid(
+                    at("name"),
+                    format!("{:?} must match [a-z0-9_-]{{1,64}}", client.name),
+                ));
+            }
+            if !names.insert(client.name.as_str()) {
+                return Err(invalid(
+                    at("name"),
+                    format!("{:?} is used twice", client.name),
+                ));
+            }
+            if client.api_key.len() < 16 {
+                return Err(invalid(
+                    at("api_key"),
+                    "must be at least 16 characters (or set AIRLOCK_CLIENT_<NAME>_API_KEY)",
+                ));
+            }
+            if !keys.insert(client.api_key.as_str()) {
+                return Err(invalid(at("api_key"), "is the same as another client's"));
+            }
+            for pattern in &client.allowed_content_types {
+                if !pattern.contains('/') {
+                    return Err(invalid(
+                        at("allowed_content_types"),
+                        format!("{pattern:?} is not a type/subtype pattern"),
+                    ));
+                }
+            }
+        }
+        let mut plugins = HashSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            let at = |field: &str| format!("plugins[{i}].{field}");
+            if !valid_name(&plugin.name) {
+                return Err(invalid(
+                    at("name"),
+                    format!("{:?} must match [a-z0-9_-]{{1,64}}", plugin.name),
+                ));
+            }
+            if !plugins.insert(plugin.name.as_str()) {
+                return Err(invalid(
+                    at("name"),
+                    format!("{:?} is used twice", plugin.name),
+                ));
+            }
+            if plugin.budget.memory_bytes > self.runtime.max_memory_bytes {
+                return Err(invalid(
+                    at("budget.memory_bytes"),
+                    format!(
+                        "{} is above runtime.max_memory_bytes = {}",
+                        plugin.budget.memory_bytes, self.runtime.max_memory_bytes
+                    ),
+                ));
+            }
+            if plugin.budget.timeout_ms == 0 {
+                return Err(invalid(at("budget.timeout_ms"), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plugin and client names: `[a-z0-9_-]{1,64}`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,105 @@
+//! API errors: each variant carries its HTTP status and a stable code; the
+//! body is `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::upload::UploadError;
+
+/// An error returned to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    plugin: Option<String>,
+}
+
+impl ApiError {
+    /// An error with `status`, machine-readable `code` and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            plugin: None,
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown API key: send `Authorization: Bearer <key>`",
+        )
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(err: UploadError) -> Self {
+        let message = err.to_string();
+        let (status, code, plugin) = match err {
+            UploadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            UploadError::UnsupportedType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type", None)
+            }
+            UploadError::Rejected { plugin, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "rejected", Some(plugin))
+            }
+            UploadError::PluginFailed { plugin, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "plugin_failed",
+                Some(plugin),
+            ),
+            UploadError::Body(_) => (StatusCode::BAD_REQUEST, "bad_body", None),
+            UploadError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
+            UploadError::RangeNotSatisfiable { .. } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "bad_range", None)
+            }
+            UploadError::Storage(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None)
+            }
+            UploadError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        };
+        Self {
+            status,
+            code,
+            message,
+            plugin,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
+        } else {
+            tracing::info!(status = %self.status, code = self.code, message = %self.message, "request refused");
+        }
+        // Internal details stay in the logs.
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            "internal error".to_string()
+        } else {
+            self.message
+        };
+        let mut error = json!({ "code": self.code, "message": message });
+        if let Some(plugin) = self.plugin {
+            error["plugin"] = json!(plugin);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}

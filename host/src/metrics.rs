@@ -1,0 +1,251 @@
+//! Prometheus metrics, served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::budget::Limit;
+use crate::runtime::{Invocation, InvokeError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabel {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    plugin: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    plugin: String,
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    plugin: String,
+    limit: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    uploads: Family<StatusLabel, Counter>,
+    upload_seconds: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    post_store_dropped: Counter,
+    invocations: Family<OutcomeLabels, Counter>,
+    fuel: Family<PluginLabel, Counter>,
+    cache_ops: Family<OpLabels, Counter>,
+    budget_stops: Family<LimitLabels, Counter>,
+    plugin_seconds: Histograms<PluginLabel>,
+    plugin_active: Family<PluginLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("airlock");
+        let uploads = Family::<StatusLabel, Counter>::default();
+        registry.register("uploads", "Upload requests by HTTP status", uploads.clone());
+        let upload_seconds = latency_histogram();
+        registry.register(
+            "upload_duration_seconds",
+            "Upload latency, request to response",
+            upload_seconds.clone(),
+        );
+        let bytes_in = Counter::default();
+        registry.register(
+            "upload_bytes",
+            "Bytes received in upload bodies",
+            bytes_in.clone(),
+        );
+        let bytes_out = Counter::default();
+        registry.register(
+            "download_bytes",
+            "Bytes sent in content and derived downloads",
+            bytes_out.clone(),
+        );
+        let post_store_dropped = Counter::default();
+        registry.register(
+            "post_store_dropped",
+            "Post-store jobs dropped because the queue was full",
+            post_store_dropped.clone(),
+        );
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "plugin_invocations",
+            "Plugin invocations by outcome",
+            invocations.clone(),
+        );
+        let fuel = Family::<PluginLabel, Counter>::default();
+        registry.register(
+            "plugin_fuel",
+            "Fuel used by plugin invocations",
+            fuel.clone(),
+        );
+        let cache_ops = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "plugin_cache_ops",
+            "Cache operations by plugin and operation (one per key)",
+            cache_ops.clone(),
+        );
+        let budget_stops = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "plugin_budget_stops",
+            "Invocations stopped for exceeding a budget, by limit",
+            budget_stops.clone(),
+        );
+        let plugin_seconds: Histograms<PluginLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "plugin_duration_seconds",
+            "Plugin invocation wall time",
+            plugin_seconds.clone(),
+        );
+        let plugin_active = Family::<PluginLabel, Gauge>::default();
+        registry.register(
+            "plugin_active",
+            "1 when the plugin is invoked, 0 when quarantined or disabled",
+            plugin_active.clone(),
+        );
+        Self {
+            registry,
+            uploads,
+            upload_seconds,
+            bytes_in,
+            bytes_out,
+            post_store_dropped,
+            invocations,
+            fuel,
+            cache_ops,
+            budget_stops,
+            plugin_seconds,
+            plugin_active,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// One upload request finished.
+    pub fn upload(&self, status: u16, seconds: f64) {
+        self.uploads.get_or_create(&StatusLabel { status }).inc();
+        self.upload_seconds.observe(seconds);
+    }
+
+    /// Upload body bytes received.
+    pub fn bytes_in(&self, n: u64) {
+        self.bytes_in.inc_by(n);
+    }
+
+    /// Download bytes sent.
+    pub fn bytes_out(&self, n: u64) {
+        self.bytes_out.inc_by(n);
+    }
+
+    /// A post-store job could not be queued.
+    pub fn post_store_dropped(&self) {
+        self.post_store_dropped.inc();
+    }
+
+    /// Marks a plugin active (true) or not.
+    pub fn plugin_active(&self, plugin: &str, active: bool) {
+        self.plugin_active
+            .get_or_create(&PluginLabel {
+                plugin: plugin.into(),
+            })
+            .set(i64::from(active));
+    }
+
+    /// Records one plugin invocation.
+    pub fn invocation(&self, plugin: &str, invocation: &Invocation) {
+        let outcome = match &invocation.outcome {
+            Ok(_) => "ok",
+            Err(InvokeError::BudgetExceeded { .. }) => "budget_exceeded",
+            Err(InvokeError::Crashed { .. }) => "crashed",
+            Err(InvokeError::Failed { .. }) => "failed",
+            Err(InvokeError::InvalidOutput { .. }) => "invalid_output",
+            Err(InvokeError::Host { .. }) => "host_error",
+        };
+        let label = PluginLabel {
+            plugin: plugin.into(),
+        };
+        self.invocations
+            .get_or_create(&OutcomeLabels {
+                plugin: plugin.into(),
+                outcome,
+            })
+            .inc();
+        let report = &invocation.report;
+        if let Some(fuel) = report.fuel_used {
+            self.fuel.get_or_create(&label).inc_by(fuel);
+        }
+        let ops = report.usage.cache_ops;
+        for (op, n) in [
+            ("get", ops.get),
+            ("set", ops.set),
+            ("add", ops.add),
+            ("delete", ops.delete),
+        ] {
+            if n > 0 {
+                self.cache_ops
+                    .get_or_create(&OpLabels {
+                        plugin: plugin.into(),
+                        op,
+                    })
+                    .inc_by(n);
+            }
+        }
+        if let Some(limit) = invocation
+            .outcome
+            .as_ref()
+            .err()
+            .and_then(InvokeError::limit)
+        {
+            self.budget_stops
+                .get_or_create(&LimitLabels {
+                    plugin: plugin.into(),
+                    limit: limit_label(limit),
+                })
+                .inc();
+        }
+        self.plugin_seconds
+            .get_or_create(&label)
+            .observe(report.wall_time_ms / 1000.0);
+    }
+}
+
+fn limit_label(limit: Limit) -> &'static str {
+    limit.key()
+}

@@ -1,0 +1,334 @@
+//! Local-disk store: one file per key under a root directory.
+//!
+//! Writes are atomic and durable: content goes to a file in the destination
+//! directory first (its name starts with `.`, so it can never be a key), is
+//! fsynced, renamed over the destination and the directory is fsynced. A
+//! reader that opened the old file keeps reading the old content; a reader
+//! that opens after the rename reads the new one.
+
+use std::fs::{self, File};
+use std::io::{self, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobStore, ByteStream, Object, StorageError, check_key};
+
+/// Read buffer of a streamed object.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Prefix of the temporary files written beside their destination.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// How many times a write is retried when a concurrent `delete` removed the
+/// (then empty) destination directory under it.
+const DIR_RACE_ATTEMPTS: usize = 3;
+
+/// Objects as files under a root directory: key `a/b/c` is `<root>/a/b/c`.
+///
+/// A key cannot be both an object and the directory of other objects (`a`
+/// and `a/b`); the host never builds such keys.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens the store at `root`, creating the directory if needed.
+    pub async fn open(root: &Path) -> Result<Self, StorageError> {
+        let root = root.to_path_buf();
+        blocking(move || {
+            fs::create_dir_all(&root).map_err(|e| io_error("creating", &root, &e))?;
+            // Absolute, so that a later change of the working directory
+            // cannot move the store.
+            let root = fs::canonicalize(&root).map_err(|e| io_error("resolving", &root, &e))?;
+            Ok(Self { root })
+        })
+        .await
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file that holds `key` (whether or not it exists).
+    pub fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalStore {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
+        let dest = self.path_of(key)?;
+        let root = self.root.clone();
+        let src = path.to_path_buf();
+        blocking(move || move_into_place(&root, &src, &dest)).await
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
+        let dest = self.path_of(key)?;
+        let root = self.root.clone();
+        blocking(move || {
+            with_dir_retry(&root, &dest, |dir| {
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .tempfile_in(dir)?;
+                tmp.write_all(&bytes)?;
+                tmp.as_file().sync_all()?;
+                // On failure the temporary file is removed when `tmp` drops.
+                tmp.persist(&dest).map_err(|e| e.error)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Object, StorageError> {
+        let path = self.path_of(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if is_missing(&e) => return Err(StorageError::NotFound(key.to_string())),
+            Err(e) => return Err(io_error("opening", &path, &e)),
+        };
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| io_error("reading metadata of", &path, &e))?;
+        if !meta.is_file() {
+            return Err(StorageError::NotFound(key.to_string()));
+        }
+        let size = meta.len();
+        let (start, len) = match range {
+            None => (0, size),
+            Some(range) => {
+                if range.start >= size && size > 0 {
+                    return Err(StorageError::RangeNotSatisfiable { size });
+                }
+                let end = range.end.min(size);
+                (range.start.min(size), end.saturating_sub(range.start))
+            }
+        };
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|e| io_error("seeking in", &path, &e))?;
+        }
+        let body: ByteStream = Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK));
+        Ok(Object {
+            body,
+            len,
+            total_size: size,
+        })
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(bytes.into()),
+            // A directory (the prefix of other keys) is not an object.
+            Err(e) if is_missing(&e) || e.kind() == io::ErrorKind::IsADirectory => {
+                Err(StorageError::NotFound(key.to_string()))
+            }
+            Err(e) => Err(io_error("reading", &path, &e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) || path.is_dir() => return Ok(()),
+                Err(e) => return Err(io_error("removing", &path, &e)),
+            }
+            if let Some(dir) = path.parent()
+                && let Err(e) = sync_dir(dir)
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "fsync after delete failed");
+            }
+            remove_empty_parents(&root, &path);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let meta = fs::metadata(&root).map_err(|e| io_error("checking", &root, &e))?;
+            if !meta.is_dir() {
+                return Err(StorageError::Unavailable(format!(
+                    "{} is not a directory",
+                    root.display()
+                )));
+            }
+            // Writable: a dot-named file can never clash with a key.
+            let probe = tempfile::Builder::new()
+                .prefix(".ping-")
+                .tempfile_in(&root)
+                .map_err(|e| io_error("writing to", &root, &e))?;
+            probe.close().map_err(|e| io_error("writing to", &root, &e))
+        })
+        .await
+    }
+}
+
+/// Moves `src` to `dest`: a rename on the same filesystem, else a copy into a
+/// temporary file beside `dest` that is renamed into place (then `src` is
+/// removed, as a move would).
+fn move_into_place(root: &Path, src: &Path, dest: &Path) -> Result<(), StorageError> {
+    let meta = fs::metadata(src).map_err(|e| io_error("reading", src, &e))?;
+    if !meta.is_file() {
+        return Err(StorageError::Unavailable(format!(
+            "{} is not a regular file",
+            src.display()
+        )));
+    }
+    // The data must be on disk before the rename that publishes it is.
+    File::open(src)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error("syncing", src, &e))?;
+    let mut copied = false;
+    with_dir_retry(root, dest, |dir| match fs::rename(src, dest) {
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            copy_into_place(src, dir, dest)?;
+            copied = true;
+            Ok(())
+        }
+        other => other,
+    })?;
+    if copied && let Err(e) = fs::remove_file(src) {
+        tracing::debug!(path = %src.display(), error = %e, "removing the source of a copy failed");
+    }
+    Ok(())
+}
+
+/// Copies `src` to a temporary file in `dir`, fsyncs it and renames it to
+/// `dest`.
+fn copy_into_place(src: &Path, dir: &Path, dest: &Path) -> io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    let mut input = File::open(src)?;
+    io::copy(&mut input, tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Runs `write` (which creates `dest` in its parent directory) after making
+/// sure the directory exists, then fsyncs the directory. A concurrent
+/// `delete` may remove an empty directory between the two; the write is
+/// then retried with the directory recreated.
+fn with_dir_retry(
+    root: &Path,
+    dest: &Path,
+    mut write: impl FnMut(&Path) -> io::Result<()>,
+) -> Result<(), StorageError> {
+    let dir = dest.parent().unwrap_or(root);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        ensure_dir(root, dir).map_err(|e| io_error("creating", dir, &e))?;
+        match write(dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {
+                if dir.is_dir() {
+                    // The directory is there: what is missing is the source.
+                    return Err(io_error("writing", dest, &e));
+                }
+            }
+            Err(e) => return Err(io_error("writing", dest, &e)),
+        }
+    }
+    sync_dir(dir).map_err(|e| io_error("syncing", dir, &e))
+}
+
+/// Creates `dir` (inside `root`) and its missing parents, fsyncing the parent
+/// of each directory created so that the new entries are durable too.
+fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut current = dir;
+    while current != root && !current.is_dir() {
+        missing.push(current);
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => break,
+        }
+    }
+    for created in missing.iter().rev() {
+        match fs::create_dir(created) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the now empty directories between `path` and `root` (exclusive),
+/// deepest first, stopping at the first that is not empty.
+fn remove_empty_parents(root: &Path, path: &Path) {
+    let mut current = path.parent();
+    while let Some(dir) = current {
+        if dir == root || !dir.starts_with(root) || fs::remove_dir(dir).is_err() {
+            break;
+        }
+        current = dir.parent();
+    }
+}
+
+/// Fsyncs a directory, making renames and new entries in it durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Unavailable(format!("local storage task failed: {e}")))?
+}
+
+/// Whether an error means "there is nothing there".
+fn is_missing(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
+/// An I/O error as a storage error naming the action and the path.
+fn io_error(action: &str, path: &Path, e: &io::Error) -> StorageError {
+    StorageError::Unavailable(format!("{action} {}: {e}", path.display()))
+}

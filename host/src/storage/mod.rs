@@ -1,0 +1,103 @@
+//! Durable storage of upload content, records and derived artifacts.
+//!
+//! [`BlobStore`] is the seam; [`LocalStore`] (the embedded default) and
+//! [`S3Store`] implement it. Keys are built by the host from upload ids and
+//! validated names, never from raw client input.
+
+mod local;
+mod s3;
+
+use std::ops::Range;
+use std::path::Path;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+pub use self::local::LocalStore;
+pub use self::s3::{S3Settings, S3Store};
+
+/// A stream of object bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// An object being read.
+pub struct Object {
+    /// The requested bytes (the whole object, or the range asked for).
+    pub body: ByteStream,
+    /// Length of `body`.
+    pub len: u64,
+    /// Size of the whole object.
+    pub total_size: u64,
+}
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// No object under that key.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The range starts at or past the end of the object.
+    #[error("range not satisfiable for an object of {size} bytes")]
+    RangeNotSatisfiable {
+        /// The object's size.
+        size: u64,
+    },
+    /// A key that is not one the host builds.
+    #[error("invalid storage key: {0}")]
+    InvalidKey(String),
+    /// The backend failed or is unreachable.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where uploads live. Every write is durable when it returns: a reader on
+/// any node sees all of it or nothing.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Short name for logs and readiness (`local`, `s3`).
+    fn kind(&self) -> &'static str;
+    /// Stores the local file at `path` under `key`. The file may be moved
+    /// (local disk) or uploaded (S3, multipart when large); the caller must
+    /// not use `path` afterwards.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+    ) -> Result<(), StorageError>;
+    /// Stores `bytes` under `key`.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError>;
+    /// Reads `key`, or the byte `range` of it (end exclusive, clamped to the
+    /// object's size).
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Object, StorageError>;
+    /// Reads a small object whole (records).
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError>;
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Checks the backend answers (for readiness probes).
+    async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Checks a key is made of safe segments: `[A-Za-z0-9._-]+` separated by `/`,
+/// no segment starting with a dot.
+pub fn check_key(key: &str) -> Result<(), StorageError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_string()))
+    }
+}

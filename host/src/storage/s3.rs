@@ -1,0 +1,574 @@
+//! S3-compatible object storage (AWS S3, Garage, MinIO, Ceph RGW, …).
+//!
+//! Large files go up as multipart uploads read from disk part by part, so a
+//! file is never held in memory. Every call has a connect and an operation
+//! timeout and a short retry budget: an unreachable S3 fails fast.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobStore, ByteStream, Object, StorageError, check_key};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The smallest part S3 accepts (except for the last part of an upload).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+
+/// The most parts one multipart upload may have.
+const MAX_PARTS: u64 = 10_000;
+
+/// Parts of one multipart upload sent at the same time.
+const PART_CONCURRENCY: usize = 4;
+
+/// Read buffer of a streamed object.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How long to wait for a TCP connection to S3.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// Bucket holding the objects.
+    pub bucket: String,
+    /// Region of the bucket (for Garage: its `s3_region`).
+    pub region: String,
+    /// Endpoint URL of an S3-compatible server (`http://127.0.0.1:3900`);
+    /// `None` for AWS (or `AWS_ENDPOINT_URL_S3` from the environment).
+    pub endpoint: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`
+    /// (needed by most self-hosted servers).
+    pub force_path_style: bool,
+    /// Access key id. Set together with `secret_access_key`; when both are
+    /// unset the standard AWS chain (environment, profile, instance role)
+    /// provides credentials.
+    pub access_key_id: Option<String>,
+    /// Secret access key, set together with `access_key_id`.
+    pub secret_access_key: Option<String>,
+    /// Prepended verbatim to every key: include the trailing `/`
+    /// (`airlock/`), or leave empty.
+    pub prefix: String,
+    /// Files larger than this are sent as multipart uploads.
+    pub multipart_threshold_bytes: u64,
+    /// Size of each part of a multipart upload (at least 5 MiB; raised as
+    /// needed to stay within S3's 10,000 parts).
+    pub part_size_bytes: u64,
+    /// Time limit of one S3 operation, retries included, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            bucket: "airlock".into(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            force_path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            prefix: String::new(),
+            multipart_threshold_bytes: 16 * MIB,
+            part_size_bytes: 8 * MIB,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Objects in an S3 bucket under a key prefix.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    multipart_threshold: u64,
+    part_size: u64,
+}
+
+impl S3Store {
+    /// Builds a client for `settings`. Nothing is sent to S3 yet: use
+    /// [`BlobStore::ping`] to check it answers.
+    pub async fn connect(settings: &S3Settings) -> Result<Self, StorageError> {
+        if settings.bucket.is_empty() {
+            return Err(StorageError::Unavailable("s3: no bucket configured".into()));
+        }
+        let timeout = Duration::from_millis(settings.timeout_ms.max(1));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_timeout(timeout)
+            .build();
+        let retries = RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_secs(1));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(timeouts)
+            .retry_config(retries);
+        match (&settings.access_key_id, &settings.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                loader = loader.credentials_provider(Credentials::new(
+                    id.clone(),
+                    secret.clone(),
+                    None,
+                    None,
+                    "airlock-settings",
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StorageError::Unavailable(
+                    "s3: access_key_id and secret_access_key must be set together".into(),
+                ));
+            }
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(settings.force_path_style)
+            // Garage (and other servers) reject the SDK's default streaming
+            // checksum trailers; S3 itself does not need them.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let part_size = settings.part_size_bytes.max(MIN_PART_SIZE);
+        Ok(Self {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.clone(),
+            multipart_threshold: settings.multipart_threshold_bytes,
+            part_size,
+        })
+    }
+
+    /// The underlying SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The S3 object key that holds `key` (the prefix plus `key`).
+    pub fn object_key(&self, key: &str) -> Result<String, StorageError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    /// Uploads `path` (of `size` bytes) to `object` in parts, aborting the
+    /// upload on any failure or if the future is dropped.
+    async fn put_multipart(
+        &self,
+        object: &str,
+        path: &Path,
+        size: u64,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| sdk_error("starting multipart upload of", object, &e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        if upload_id.is_empty() {
+            return Err(StorageError::Unavailable(format!(
+                "s3: no upload id for a multipart upload of {object}"
+            )));
+        }
+        let mut guard = AbortOnDrop {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: object.to_string(),
+            upload_id: Some(upload_id.clone()),
+        };
+        // Stay within S3's part count whatever the file size.
+        let part_size = self.part_size.max(size.div_ceil(MAX_PARTS));
+        let parts = (0..size.div_ceil(part_size)).map(|index| {
+            let offset = index * part_size;
+            (index, offset, part_size.min(size - offset))
+        });
+        let upload_id_ref = upload_id.as_str();
+        let result: Result<Vec<CompletedPart>, StorageError> = futures::stream::iter(parts)
+            .map(|(index, offset, len)| async move {
+                // Parts are numbered from 1; at most 10,000 fit in an i32.
+                let number = i32::try_from(index + 1).map_err(|_| {
+                    StorageError::Unavailable(format!("s3: too many parts for {object}"))
+                })?;
+                let body = SdkByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        StorageError::Unavailable(format!("reading {}: {e}", path.display()))
+                    })?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(object)
+                    .upload_id(upload_id_ref)
+                    .part_number(number)
+                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("uploading a part of", object, &e))?;
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build())
+            })
+            .buffered(PART_CONCURRENCY)
+            .try_collect()
+            .await;
+        let completed = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                guard.abort().await;
+                return Err(e);
+            }
+        };
+        let done = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await;
+        match done {
+            Ok(_) => {
+                guard.upload_id = None;
+                Ok(())
+            }
+            Err(e) => {
+                guard.abort().await;
+                Err(sdk_error("completing multipart upload of", object, &e))
+            }
+        }
+    }
+
+    /// The size of `object` (a HEAD request).
+    async fn size_of(&self, key: &str, object: &str) -> Result<u64, StorageError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(object)
+            .send()
+            .await
+            .map_err(|e| object_error("reading", key, object, &e))?;
+        Ok(to_u64(head.content_length()))
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let object = self.object_key(key)?;
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+        if !meta.is_file() {
+            return Err(StorageError::Unavailable(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let size = meta.len();
+        if size > self.multipart_threshold {
+            return self.put_multipart(&object, path, size, content_type).await;
+        }
+        let body = SdkByteStream::from_path(path)
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&object)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error("writing", &object, &e))?;
+        Ok(())
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let object = self.object_key(key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&object)
+            .content_type(content_type)
+            .body(SdkByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| sdk_error("writing", &object, &e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Object, StorageError> {
+        let object = self.object_key(key)?;
+        let mut request = self.client.get_object().bucket(&self.bucket).key(&object);
+        if let Some(range) = &range {
+            if range.end <= range.start {
+                // An empty range cannot be asked of S3 (its end is
+                // inclusive): answer it from the object's size.
+                let size = self.size_of(key, &object).await?;
+                if range.start >= size && size > 0 {
+                    return Err(StorageError::RangeNotSatisfiable { size });
+                }
+                return Ok(empty_object(size));
+            }
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let output = match request.send().await {
+            Ok(output) => output,
+            Err(e) if is_range_error(&e) => {
+                let size = match e
+                    .raw_response()
+                    .and_then(|r| r.headers().get("content-range"))
+                {
+                    Some(header) => match parse_total(header) {
+                        Some(size) => size,
+                        None => self.size_of(key, &object).await?,
+                    },
+                    None => self.size_of(key, &object).await?,
+                };
+                // Any range of an empty object is the empty object, as on
+                // the local store.
+                if size == 0 {
+                    return Ok(empty_object(0));
+                }
+                return Err(StorageError::RangeNotSatisfiable { size });
+            }
+            Err(e) => return Err(object_error("reading", key, &object, &e)),
+        };
+        let len = to_u64(output.content_length());
+        let total_size = match output.content_range() {
+            Some(header) => parse_total(header).unwrap_or(len),
+            None => len,
+        };
+        let reader = output.body.into_async_read();
+        let body: ByteStream = Box::pin(ReaderStream::with_capacity(reader, READ_CHUNK));
+        Ok(Object {
+            body,
+            len,
+            total_size,
+        })
+    }
+
+    async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError> {
+        let object = self.object_key(key)?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&object)
+            .send()
+            .await
+            .map_err(|e| object_error("reading", key, &object, &e))?;
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Unavailable(format!("s3: reading {object}: {e}")))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let object = self.object_key(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&object)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // S3 answers 204 for a missing key; some servers say 404.
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(sdk_error("deleting", &object, &e)),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| sdk_error("checking bucket", &self.bucket, &e))?;
+        Ok(())
+    }
+}
+
+/// Aborts a multipart upload unless it completed, so that no orphan parts
+/// are left behind, even when the upload future is dropped half way.
+struct AbortOnDrop {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl AbortOnDrop {
+    /// Aborts the upload now.
+    async fn abort(&mut self) {
+        if let Some(upload_id) = self.upload_id.take() {
+            abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await;
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (client, bucket, key) =
+                (self.client.clone(), self.bucket.clone(), self.key.clone());
+            runtime.spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
+        } else {
+            tracing::warn!(key = %self.key, upload_id, "multipart upload left unfinished");
+        }
+    }
+}
+
+async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let aborted = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = aborted {
+        tracing::warn!(
+            key,
+            upload_id,
+            error = %DisplayErrorContext(&e),
+            "aborting a multipart upload failed"
+        );
+    }
+}
+
+/// An empty body for an object of `size` bytes.
+fn empty_object(size: u64) -> Object {
+    Object {
+        body: Box::pin(futures::stream::empty()),
+        len: 0,
+        total_size: size,
+    }
+}
+
+/// The total size from a `Content-Range` header (`bytes 0-9/1000` or
+/// `bytes */1000`).
+fn parse_total(header: &str) -> Option<u64> {
+    header.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// A length the SDK reports as `i64`.
+fn to_u64(len: Option<i64>) -> u64 {
+    len.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// The HTTP status of a failed call, if the server answered.
+fn status<E>(e: &SdkError<E>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Whether S3 said there is no such object.
+fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
+    matches!(code, Some("NoSuchKey" | "NotFound")) || status(e) == Some(404)
+}
+
+/// Whether S3 said the range is past the end of the object.
+fn is_range_error<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
+    code == Some("InvalidRange") || status(e) == Some(416)
+}
+
+/// The error of a call on an object: missing objects are `NotFound` — but
+/// a missing bucket (also a 404) is not.
+fn object_error<E>(action: &str, key: &str, object: &str, e: &SdkError<E>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
+    if code != Some("NoSuchBucket") && is_not_found(e) {
+        StorageError::NotFound(key.to_string())
+    } else {
+        sdk_error(action, object, e)
+    }
+}
+
+/// Any other SDK error, with its whole chain of causes.
+fn sdk_error<E>(action: &str, what: &str, e: &SdkError<E>) -> StorageError
+where
+    E: std::error::Error + 'static,
+{
+    StorageError::Unavailable(format!("s3: {action} {what}: {}", DisplayErrorContext(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_totals() {
+        assert_eq!(parse_total("bytes 0-9/1000"), Some(1000));
+        assert_eq!(parse_total("bytes */42"), Some(42));
+        assert_eq!(parse_total("bytes 0-9/*"), None);
+        assert_eq!(parse_total("garbage"), None);
+    }
+}

@@ -1,0 +1,618 @@
+//! The upload pipeline: stream to a temp file, pre-store hooks, durable
+//! commit, record, then post-store hooks on a bounded background queue.
+
+mod record;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
+use crate::config::FailurePolicy;
+use crate::metrics::Metrics;
+use crate::runtime::{
+    ContentSource, FileContent, HookKind, HookOutput, Invocation, InvokeError, Plugin, UploadInfo,
+    Verdict,
+};
+use crate::storage::{BlobStore, StorageError};
+
+/// An API client as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Its name.
+    pub name: String,
+    /// Largest body it may upload.
+    pub max_body_bytes: u64,
+    /// Accepted content types (`image/*` wildcards); empty = any.
+    pub allowed_content_types: Vec<String>,
+}
+
+impl Client {
+    /// Whether `content_type` is one this client may upload.
+    pub fn allows(&self, content_type: &str) -> bool {
+        let ty = essence(content_type);
+        self.allowed_content_types.is_empty()
+            || self.allowed_content_types.iter().any(|pattern| {
+                let pattern = pattern.to_ascii_lowercase();
+                match pattern.strip_suffix("/*") {
+                    Some("*") => true,
+                    Some(major) => ty.split('/').next() == Some(major),
+                    None => pattern == ty,
+                }
+            })
+    }
+}
+
+/// `type/subtype` of a content type, lower-cased, parameters dropped.
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A plugin placed on a hook with its failure policy.
+pub struct HookedPlugin {
+    /// The loaded plugin.
+    pub plugin: Plugin,
+    /// What its failures do to an upload.
+    pub on_failure: FailurePolicy,
+}
+
+/// The plugins of both hooks, each list in run order.
+#[derive(Default)]
+pub struct PluginSet {
+    /// Pre-store processors.
+    pub processors: Vec<Arc<HookedPlugin>>,
+    /// Post-store extensions.
+    pub extensions: Vec<Arc<HookedPlugin>>,
+}
+
+impl PluginSet {
+    /// Every plugin, processors first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<HookedPlugin>> {
+        self.processors.iter().chain(&self.extensions)
+    }
+}
+
+/// Why an upload (or a read of one) failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// 413: over the client's body limit.
+    #[error("upload is larger than the {limit} bytes allowed")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// 415: content type not allowed for this client.
+    #[error("content type {0:?} is not accepted")]
+    UnsupportedType(String),
+    /// 422: a processor rejected it.
+    #[error("rejected by plugin `{plugin}`: {reason}")]
+    Rejected {
+        /// The plugin.
+        plugin: String,
+        /// Its reason, for the client.
+        reason: String,
+    },
+    /// 503: a fail-closed plugin failed.
+    #[error("plugin `{plugin}` failed and its hook is fail-closed: {reason}")]
+    PluginFailed {
+        /// The plugin.
+        plugin: String,
+        /// What happened.
+        reason: String,
+    },
+    /// 400: the request body could not be read.
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    /// 404: no such upload for this client.
+    #[error("no such upload")]
+    NotFound,
+    /// 416: bad range.
+    #[error("range not satisfiable for {size} bytes")]
+    RangeNotSatisfiable {
+        /// Object size.
+        size: u64,
+    },
+    /// 503: storage failed.
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    /// 500: local I/O.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for UploadError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound(_) => UploadError::NotFound,
+            StorageError::RangeNotSatisfiable { size } => UploadError::RangeNotSatisfiable { size },
+            StorageError::InvalidKey(key) => UploadError::Internal(format!("invalid key {key}")),
+            StorageError::Unavailable(reason) => UploadError::Storage(reason),
+        }
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> UploadError {
+    UploadError::Internal(err.to_string())
+}
+
+/// An accepted upload, and a way to wait for its post-store hooks.
+pub struct Ingested {
+    /// The record as committed.
+    pub record: UploadRecord,
+    /// Resolves with the final record once post-store hooks have run.
+    pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
+}
+
+struct PostStoreJob {
+    record: UploadRecord,
+    content: Arc<dyn ContentSource>,
+    plugins: Arc<PluginSet>,
+    done: oneshot::Sender<UploadRecord>,
+    // Keeps a temp file alive (and deletes it after) when the content was
+    // uploaded to remote storage.
+    _temp: Option<tempfile::TempPath>,
+}
+
+/// The pipeline, shared by every request.
+pub struct UploadService {
+    store: Arc<dyn BlobStore>,
+    plugins: RwLock<Arc<PluginSet>>,
+    tmp_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    queue: Mutex<Option<mpsc::Sender<PostStoreJob>>>,
+}
+
+/// Post-store worker tasks; await them after closing the queue to drain it.
+pub struct PostStoreWorkers(Vec<JoinHandle<()>>);
+
+impl PostStoreWorkers {
+    /// Waits for queued jobs to finish, up to `grace`.
+    pub async fn drain(self, grace: Duration) -> bool {
+        let all = futures::future::join_all(self.0);
+        tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+impl UploadService {
+    /// Builds the service and starts `workers` post-store tasks on a queue
+    /// of `queue` jobs. Leftover temp files in `tmp_dir` (from a crash) are
+    /// removed: they were never committed.
+    pub async fn start(
+        store: Arc<dyn BlobStore>,
+        plugins: PluginSet,
+        tmp_dir: &Path,
+        metrics: Arc<Metrics>,
+        queue: usize,
+        workers: usize,
+    ) -> Result<(Arc<Self>, PostStoreWorkers), UploadError> {
+        clean_temp_dir(tmp_dir).await.map_err(internal)?;
+        let (tx, rx) = mpsc::channel(queue);
+        let service = Arc::new(Self {
+            store,
+            plugins: RwLock::new(Arc::new(plugins)),
+            tmp_dir: tmp_dir.to_path_buf(),
+            metrics,
+            queue: Mutex::new(Some(tx)),
+        });
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let handles = (0..workers)
+            .map(|_| {
+                let service = Arc::clone(&service);
+                let rx = Arc::clone(&rx);
+                tokio::spawn(async move {
+                    loop {
+                        let job = rx.lock().await.recv().await;
+                        let Some(job) = job else { break };
+                        service.post_store(job).await;
+                    }
+                })
+            })
+            .collect();
+        Ok((service, PostStoreWorkers(handles)))
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    /// The current plugins.
+    pub fn plugins(&self) -> Arc<PluginSet> {
+        Arc::clone(&self.plugins.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Swaps in a new plugin set; running invocations finish on the old one.
+    pub fn replace_plugins(&self, plugins: PluginSet) {
+        *self.plugins.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(plugins);
+    }
+
+    /// Stops taking post-store jobs; workers exit once the queue is empty.
+    pub fn close_queue(&self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Runs one upload through the pipeline.
+    #[tracing::instrument(name = "upload", skip_all, fields(client = %client.name, id))]
+    pub async fn ingest<S, E>(
+        &self,
+        client: &Client,
+        filename: &str,
+        content_type: &str,
+        body: S,
+    ) -> Result<Ingested, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let content_type = essence(content_type);
+        if !client.allows(&content_type) {
+            return Err(UploadError::UnsupportedType(content_type));
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::Span::current().record("id", id.as_str());
+        let temp = self.tmp_dir.join(format!("{id}.part"));
+        let temp = tempfile::TempPath::try_from_path(temp).map_err(internal)?;
+        let (size, sha256) = self.receive(body, &temp, client.max_body_bytes).await?;
+
+        let plugins = self.plugins();
+        let filename = sanitize_filename(filename);
+        let mut upload = UploadInfo {
+            id: id.clone(),
+            client: client.name.clone(),
+            filename: filename.clone(),
+            content_type,
+            metadata: Vec::new(),
+        };
+        let mut metadata = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut content: Arc<dyn ContentSource> =
+            Arc::new(FileContent::open(&temp).map_err(internal)?);
+        let mut replaced: Option<Bytes> = None;
+        for hooked in &plugins.processors {
+            upload.metadata = metadata.clone().into_iter().collect();
+            let invocation = hooked.plugin.invoke(&upload, Arc::clone(&content)).await;
+            self.metrics.invocation(hooked.plugin.name(), &invocation);
+            match invocation.outcome {
+                Ok(HookOutput::Verdict(Verdict::Accept { metadata: added })) => {
+                    metadata.extend(added)
+                }
+                Ok(HookOutput::Verdict(Verdict::Reject { reason })) => {
+                    return Err(UploadError::Rejected {
+                        plugin: hooked.plugin.name().into(),
+                        reason,
+                    });
+                }
+                Ok(HookOutput::Verdict(Verdict::Replace {
+                    bytes,
+                    content_type,
+                    metadata: added,
+                })) => {
+                    metadata.extend(added);
+                    upload.content_type = essence(&content_type);
+                    content = Arc::new(bytes.clone());
+                    replaced = Some(bytes);
+                }
+                Ok(HookOutput::Derived(_)) => {}
+                Err(err) => self.on_plugin_failure(hooked, err, &mut skipped)?,
+            }
+        }
+
+        let content_key = keys::content(&id);
+        let (size, sha256, keep_temp) = match replaced {
+            Some(bytes) => {
+                let digest = hex::encode(Sha256::digest(&bytes));
+                let len = bytes.len() as u64;
+                self.store
+                    .put_bytes(&content_key, bytes, &upload.content_type)
+                    .await?;
+                (len, digest, None)
+            }
+            None => {
+                self.store
+                    .put_file(&content_key, &temp, &upload.content_type)
+                    .await?;
+                // A local store moved the file; a remote one leaves it for the
+                // post-store hooks to read.
+                (size, sha256, Some(temp))
+            }
+        };
+
+        let permit = {
+            let queue = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            match queue {
+                Some(tx) if !plugins.extensions.is_empty() => tx.try_reserve_owned().ok(),
+                _ => None,
+            }
+        };
+        let mut record = UploadRecord {
+            id: id.clone(),
+            client: client.name.clone(),
+            filename,
+            content_type: upload.content_type.clone(),
+            size,
+            sha256,
+            created_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metadata,
+            skipped,
+            derived: Vec::new(),
+            pending: Vec::new(),
+        };
+        if permit.is_some() {
+            record.pending = plugins
+                .extensions
+                .iter()
+                .map(|h| h.plugin.name().to_string())
+                .collect();
+        } else if !plugins.extensions.is_empty() {
+            self.metrics.post_store_dropped();
+            for hooked in &plugins.extensions {
+                record.skipped.push(SkippedPlugin {
+                    plugin: hooked.plugin.name().into(),
+                    hook: HookKind::Extension,
+                    reason: "post-store queue full or closing".into(),
+                    limit: None,
+                });
+            }
+        }
+        self.write_record(&record).await?;
+        let post_store_done = permit.map(|permit| {
+            let (done, waiter) = oneshot::channel();
+            permit.send(PostStoreJob {
+                record: record.clone(),
+                content,
+                plugins: Arc::clone(&plugins),
+                done,
+                _temp: keep_temp,
+            });
+            waiter
+        });
+        tracing::info!(size = record.size, "upload stored");
+        Ok(Ingested {
+            record,
+            post_store_done,
+        })
+    }
+
+    /// Streams the body into `path`, enforcing `limit`; returns size and
+    /// SHA-256.
+    async fn receive<S, E>(
+        &self,
+        mut body: S,
+        path: &Path,
+        limit: u64,
+    ) -> Result<(u64, String), UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(UploadError::TooLarge { limit });
+            }
+            self.metrics.bytes_in(chunk.len() as u64);
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        file.flush().await.map_err(internal)?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+
+    fn on_plugin_failure(
+        &self,
+        hooked: &HookedPlugin,
+        err: InvokeError,
+        skipped: &mut Vec<SkippedPlugin>,
+    ) -> Result<(), UploadError> {
+        let plugin = hooked.plugin.name().to_string();
+        match hooked.on_failure {
+            FailurePolicy::FailClosed => Err(UploadError::PluginFailed {
+                plugin,
+                reason: err.to_string(),
+            }),
+            FailurePolicy::FailOpen => {
+                tracing::warn!(plugin, error = %err, "plugin skipped (fail-open)");
+                skipped.push(SkippedPlugin {
+                    plugin,
+                    hook: hooked.plugin.hook(),
+                    reason: err.to_string(),
+                    limit: err.limit(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn write_record(&self, record: &UploadRecord) -> Result<(), UploadError> {
+        let json = serde_json::to_vec(record).map_err(internal)?;
+        self.store
+            .put_bytes(&keys::record(&record.id), json.into(), "application/json")
+            .await?;
+        Ok(())
+    }
+
+    /// The record of upload `id`, if `client` owns it.
+    pub async fn record(&self, client: &Client, id: &str) -> Result<UploadRecord, UploadError> {
+        if !valid_id(id) {
+            return Err(UploadError::NotFound);
+        }
+        let bytes = self.store.get_bytes(&keys::record(id)).await?;
+        let record: UploadRecord = serde_json::from_slice(&bytes).map_err(internal)?;
+        if record.client != client.name {
+            return Err(UploadError::NotFound);
+        }
+        Ok(record)
+    }
+
+    /// Deletes upload `id` of `client`: the record first, so the upload
+    /// disappears at once, then its objects.
+    pub async fn delete(&self, client: &Client, id: &str) -> Result<(), UploadError> {
+        let record = self.record(client, id).await?;
+        self.store.delete(&keys::record(id)).await?;
+        self.store.delete(&keys::content(id)).await?;
+        for derived in &record.derived {
+            self.store.delete(&keys::derived(id, &derived.name)).await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "post_store", skip_all, fields(id = %job.record.id))]
+    async fn post_store(&self, job: PostStoreJob) {
+        let record = &job.record;
+        let upload = UploadInfo {
+            id: record.id.clone(),
+            client: record.client.clone(),
+            filename: record.filename.clone(),
+            content_type: record.content_type.clone(),
+            metadata: record.metadata.clone().into_iter().collect(),
+        };
+        let mut derived = Vec::new();
+        let mut skipped = Vec::new();
+        for hooked in &job.plugins.extensions {
+            let invocation: Invocation = hooked
+                .plugin
+                .invoke(&upload, Arc::clone(&job.content))
+                .await;
+            self.metrics.invocation(hooked.plugin.name(), &invocation);
+            match invocation.outcome {
+                Ok(HookOutput::Derived(items)) => {
+                    for item in items {
+                        let key = keys::derived(&record.id, &item.name);
+                        let size = item.bytes.len() as u64;
+                        match self
+                            .store
+                            .put_bytes(&key, item.bytes, &item.content_type)
+                            .await
+                        {
+                            Ok(()) => derived.push(DerivedRecord {
+                                name: item.name,
+                                content_type: item.content_type,
+                                size,
+                                plugin: hooked.plugin.name().into(),
+                            }),
+                            Err(err) => skipped.push(SkippedPlugin {
+                                plugin: hooked.plugin.name().into(),
+                                hook: HookKind::Extension,
+                                reason: format!("storing {}: {err}", item.name),
+                                limit: None,
+                            }),
+                        }
+                    }
+                }
+                Ok(HookOutput::Verdict(_)) => {}
+                Err(err) => {
+                    tracing::warn!(plugin = hooked.plugin.name(), error = %err, "post-store plugin failed");
+                    skipped.push(SkippedPlugin {
+                        plugin: hooked.plugin.name().into(),
+                        hook: HookKind::Extension,
+                        reason: err.to_string(),
+                        limit: err.limit(),
+                    });
+                }
+            }
+        }
+        let final_record = self.finish_record(record, derived, skipped).await;
+        let _ = job.done.send(final_record);
+    }
+
+    /// Adds post-store results to the stored record. If the upload was
+    /// deleted meanwhile, removes the artifacts instead.
+    async fn finish_record(
+        &self,
+        record: &UploadRecord,
+        derived: Vec<DerivedRecord>,
+        skipped: Vec<SkippedPlugin>,
+    ) -> UploadRecord {
+        let current = match self.store.get_bytes(&keys::record(&record.id)).await {
+            Ok(bytes) => serde_json::from_slice::<UploadRecord>(&bytes).ok(),
+            Err(StorageError::NotFound(_)) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read record after post-store hooks");
+                Some(record.clone())
+            }
+        };
+        let Some(mut current) = current else {
+            for item in &derived {
+                let _ = self
+                    .store
+                    .delete(&keys::derived(&record.id, &item.name))
+                    .await;
+            }
+            return record.clone();
+        };
+        current.derived.extend(derived);
+        current.skipped.extend(skipped);
+        current.pending.clear();
+        if let Err(err) = self.write_record(&current).await {
+            tracing::error!(error = %err, "cannot update record after post-store hooks");
+        }
+        current
+    }
+}
+
+/// Upload ids are 32 lowercase hex characters.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A file name safe to store and echo back: the last path component, no
+/// control characters, at most 255 bytes.
+pub fn sanitize_filename(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    while clean.len() > 255 {
+        clean.pop();
+    }
+    let clean = clean.trim().to_string();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "upload".into()
+    } else {
+        clean
+    }
+}
+
+async fn clean_temp_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        if entry.file_type().await?.is_file() {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed temp files left by an earlier run");
+    }
+    Ok(())
+}

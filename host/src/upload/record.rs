@@ -1,0 +1,84 @@
+//! The upload record: what the API returns and what is stored beside the
+//! content as JSON, so every node sharing the storage sees the same uploads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::Limit;
+use crate::runtime::HookKind;
+
+/// One stored upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Id (32 hex chars).
+    pub id: String,
+    /// API client that owns it.
+    pub client: String,
+    /// Client-given file name, sanitised.
+    pub filename: String,
+    /// Content type of the stored bytes.
+    pub content_type: String,
+    /// Size of the stored bytes.
+    pub size: u64,
+    /// SHA-256 of the stored bytes (hex).
+    pub sha256: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Metadata added by plugins.
+    pub metadata: BTreeMap<String, String>,
+    /// Plugins that did not run to completion on this upload, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedPlugin>,
+    /// Artifacts derived by post-store plugins.
+    #[serde(default)]
+    pub derived: Vec<DerivedRecord>,
+    /// Post-store plugins still to run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+}
+
+/// A plugin that was skipped (fail-open) on an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPlugin {
+    /// The plugin.
+    pub plugin: String,
+    /// Its hook.
+    pub hook: HookKind,
+    /// Why, e.g. "exceeded its fuel budget: used …".
+    pub reason: String,
+    /// The budget limit hit, if that was the cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+/// A derived artifact stored beside an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedRecord {
+    /// Name, unique per upload.
+    pub name: String,
+    /// Content type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The plugin that made it.
+    pub plugin: String,
+}
+
+/// Storage keys of an upload's objects.
+pub mod keys {
+    /// The content.
+    pub fn content(id: &str) -> String {
+        format!("uploads/{id}/content")
+    }
+
+    /// The record; written last, so its presence means the upload is whole.
+    pub fn record(id: &str) -> String {
+        format!("uploads/{id}/record.json")
+    }
+
+    /// A derived artifact.
+    pub fn derived(id: &str, name: &str) -> String {
+        format!("uploads/{id}/derived/{name}")
+    }
+}
