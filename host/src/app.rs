@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{HookKind, LoadError, PluginRuntime, RuntimeConfig, RuntimeError};
 use crate::storage::{BlobStore, LocalStore, S3Store, StorageError};
 use crate::upload::{
-    Client, HookedPlugin, PluginSet, PostStoreWorkers, UploadError, UploadService,
+    Client, HookedPlugin, PipelineLimits, PluginSet, PostStoreWorkers, UploadError, UploadService,
 };
 
 /// The service could not start.
@@ -133,8 +133,11 @@ impl App {
             plugins,
             &config.storage.path.join(".tmp"),
             Arc::clone(&metrics),
-            config.server.post_store_queue,
-            config.server.post_store_workers,
+            PipelineLimits {
+                concurrent_uploads: config.server.max_concurrent_uploads,
+                queue: config.server.post_store_queue,
+                workers: config.server.post_store_workers,
+            },
         )
         .await?;
         let auth = auth_for(config)?;

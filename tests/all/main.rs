@@ -7,10 +7,13 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod harness;
 
 mod budgets;
 mod cli;
+mod config;
 mod hostile;
+mod http_api;
 mod isolation;
 mod loading;
 mod real_plugins;

@@ -173,6 +173,19 @@ pub struct UploadService {
     tmp_dir: PathBuf,
     metrics: Arc<Metrics>,
     queue: Mutex<Option<mpsc::Sender<PostStoreJob>>>,
+    // Bounds uploads in flight: each holds a temp file and plugin instances.
+    in_flight: tokio::sync::Semaphore,
+}
+
+/// Sizes of the pipeline's queues and pools.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineLimits {
+    /// Uploads processed at once; more wait.
+    pub concurrent_uploads: usize,
+    /// Post-store jobs that may wait.
+    pub queue: usize,
+    /// Post-store worker tasks.
+    pub workers: usize,
 }
 
 /// Post-store worker tasks; await them after closing the queue to drain it.
@@ -195,9 +208,13 @@ impl UploadService {
         plugins: PluginSet,
         tmp_dir: &Path,
         metrics: Arc<Metrics>,
-        queue: usize,
-        workers: usize,
+        limits: PipelineLimits,
     ) -> Result<(Arc<Self>, PostStoreWorkers), UploadError> {
+        let PipelineLimits {
+            concurrent_uploads,
+            queue,
+            workers,
+        } = limits;
         clean_temp_dir(tmp_dir).await.map_err(internal)?;
         let (tx, rx) = mpsc::channel(queue);
         let service = Arc::new(Self {
@@ -206,6 +223,7 @@ impl UploadService {
             tmp_dir: tmp_dir.to_path_buf(),
             metrics,
             queue: Mutex::new(Some(tx)),
+            in_flight: tokio::sync::Semaphore::new(concurrent_uploads.max(1)),
         });
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let handles = (0..workers)
@@ -264,6 +282,7 @@ impl UploadService {
         if !client.allows(&content_type) {
             return Err(UploadError::UnsupportedType(content_type));
         }
+        let _slot = self.in_flight.acquire().await.map_err(internal)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         tracing::Span::current().record("id", id.as_str());
         let temp = self.tmp_dir.join(format!("{id}.part"));
