@@ -1,0 +1,150 @@
+//! `exif-strip` (processor): removes EXIF metadata (camera data, GPS position,
+//! embedded thumbnail) from JPEG uploads.
+//!
+//! JPEG is recognised by its bytes (`FF D8 FF`), whatever the declared type,
+//! so a photo declared `application/octet-stream` is cleaned too. The file is
+//! rewritten segment by segment, dropping only APP1 segments that start with
+//! `Exif\0`; every other byte (other APPn segments such as JFIF, ICC and XMP,
+//! tables, the entropy-coded scans, trailing data) is copied unchanged, so the
+//! image decodes to exactly the same pixels. Nothing is re-encoded.
+//!
+//! - JPEG with EXIF → `replace` with the cleaned bytes (same content type as
+//!   declared) and metadata `exif-stripped` = `true`.
+//! - JPEG without EXIF, or not a JPEG → `accept` with no metadata. Only 3
+//!   bytes of a non-JPEG upload are read.
+//! - A JPEG whose segment structure is broken → `plugin-error`
+//!   `malformed JPEG: <what> at byte <offset>` (a file cut off inside the
+//!   image data is kept as it is, like decoders do).
+//!
+//! Note that the EXIF orientation tag goes too: viewers that relied on it
+//! show such a photo unrotated.
+
+use airlock_plugin_sdk::{Content, Guest, PluginError, Replacement, Upload, Verdict, read_all};
+
+struct ExifStrip;
+
+impl Guest for ExifStrip {
+    fn process(upload: Upload, content: &Content) -> Result<Verdict, PluginError> {
+        if content.read(0, 3) != [0xFF, 0xD8, 0xFF] {
+            return Ok(Verdict::Accept(Vec::new()));
+        }
+        let jpeg = read_all(content);
+        match strip_exif(&jpeg).map_err(PluginError::new)? {
+            None => Ok(Verdict::Accept(Vec::new())),
+            Some(bytes) => Ok(Verdict::Replace(Replacement {
+                bytes,
+                content_type: upload.content_type,
+                metadata: vec![("exif-stripped".to_string(), "true".to_string())],
+            })),
+        }
+    }
+}
+
+/// Returns the JPEG without its APP1 `Exif` segments, or `None` if it has
+/// none.
+fn strip_exif(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let malformed = |what: &str, at: usize| format!("malformed JPEG: {what} at byte {at}");
+    let mut out = Vec::with_capacity(data.len());
+    out.extend_from_slice(&data[..2]); // SOI
+    let mut stripped = false;
+    let mut i = 2;
+
+    loop {
+        // A marker: 0xFF, optional 0xFF fill bytes, then the marker code.
+        if data.get(i) != Some(&0xFF) {
+            return Err(malformed("expected a marker", i));
+        }
+        let start = i;
+        while data.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let Some(&marker) = data.get(i) else {
+            return Err(malformed("truncated marker", start));
+        };
+        i += 1;
+        match marker {
+            // EOI: copy it and anything after it unchanged.
+            0xD9 => {
+                out.extend_from_slice(&data[start..]);
+                break;
+            }
+            // Standalone markers (TEM, RSTn) carry no length.
+            0x01 | 0xD0..=0xD7 => out.extend_from_slice(&data[start..i]),
+            0x00 | 0xD8 => return Err(malformed("unexpected marker", start)),
+            _ => {
+                let len = match data.get(i..i + 2) {
+                    Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+                    _ => return Err(malformed("truncated segment length", i)),
+                };
+                let end = i + len;
+                if len < 2 || end > data.len() {
+                    return Err(malformed("segment runs past the end", start));
+                }
+                if marker == 0xE1 && data[i + 2..end].starts_with(b"Exif\0") {
+                    stripped = true;
+                } else {
+                    out.extend_from_slice(&data[start..end]);
+                }
+                i = end;
+                if marker == 0xDA {
+                    // SOS: entropy-coded data follows up to the next marker
+                    // that is neither a stuffed 0xFF00 nor an RSTn.
+                    let scan_start = i;
+                    while i + 1 < data.len() {
+                        match (data[i], data[i + 1]) {
+                            (0xFF, 0x00 | 0xD0..=0xD7) => i += 2,
+                            (0xFF, 0xFF) => i += 1,
+                            (0xFF, _) => break,
+                            _ => i += 1,
+                        }
+                    }
+                    if i + 1 >= data.len() {
+                        // Truncated file (no EOI): keep what there is.
+                        out.extend_from_slice(&data[scan_start..]);
+                        break;
+                    }
+                    out.extend_from_slice(&data[scan_start..i]);
+                }
+            }
+        }
+    }
+    Ok(stripped.then_some(out))
+}
+
+airlock_plugin_sdk::export!(ExifStrip);
+
+#[cfg(test)]
+mod tests {
+    use super::strip_exif;
+
+    /// SOI, APP0 JFIF, APP1 Exif, APP1 XMP, SOS with stuffed bytes and RST0, EOI.
+    const JPEG: &[u8] = &[
+        0xFF, 0xD8, // SOI
+        0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0x00, // APP0
+        0xFF, 0xE1, 0x00, 0x08, b'E', b'x', b'i', b'f', 0x00, 0x00, // APP1 Exif
+        0xFF, 0xE1, 0x00, 0x06, b'h', b't', b't', b'p', // APP1, not Exif
+        0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, // SOS
+        0xFF, 0xD9, 0xAA, // EOI + trailing byte
+    ];
+
+    #[test]
+    fn removes_only_the_exif_segment() {
+        let out = strip_exif(JPEG).unwrap().unwrap();
+        let mut expected = JPEG[..11].to_vec();
+        expected.extend_from_slice(&JPEG[21..]);
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn leaves_jpeg_without_exif_alone() {
+        let mut no_exif = JPEG[..11].to_vec();
+        no_exif.extend_from_slice(&JPEG[21..]);
+        assert_eq!(strip_exif(&no_exif).unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_broken_segments() {
+        let err = strip_exif(&JPEG[..13]).unwrap_err();
+        assert!(err.starts_with("malformed JPEG"), "{err}");
+    }
+}
