@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::admin::{Admin, ConfigSource};
 use crate::cache::{BackendError, CacheBackend, MemoryBackend, PluginCache, RedisBackend};
 use crate::config::{CacheBackendKind, Config, ConfigError, StorageBackend};
 use crate::http::{AppState, Auth};
 use crate::metrics::Metrics;
 use crate::runtime::{HookKind, LoadError, PluginRuntime, RuntimeConfig, RuntimeError};
 use crate::storage::{BlobStore, LocalStore, S3Store, StorageError};
+use crate::supervisor::{Guard, StateStore};
 use crate::upload::{
     Client, HookedPlugin, PipelineLimits, PluginSet, PostStoreWorkers, UploadError, UploadService,
 };
@@ -81,6 +83,8 @@ pub struct App {
     pub service: Arc<UploadService>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Operator operations (also behind SIGHUP).
+    pub admin: Arc<Admin>,
     workers: PostStoreWorkers,
     grace: Duration,
 }
@@ -93,11 +97,12 @@ pub fn default_plugins_dir() -> PathBuf {
 }
 
 impl App {
-    /// Builds everything `config` describes. `embedded` means `config` is
-    /// the built-in default: example plugins that are not built yet are
-    /// skipped with a warning instead of failing the start.
-    pub async fn build(config: &Config, embedded: bool) -> Result<Self, StartError> {
+    /// Builds everything `config` (read from `source`) describes. With the
+    /// embedded defaults, example plugins that are not built yet are skipped
+    /// with a warning instead of failing the start.
+    pub async fn build(config: &Config, source: ConfigSource) -> Result<Self, StartError> {
         config.validate()?;
+        let embedded = matches!(source, ConfigSource::Embedded(_));
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn BlobStore> = match config.storage.backend {
             StorageBackend::Local => Arc::new(LocalStore::open(&config.storage.path).await?),
@@ -141,16 +146,32 @@ impl App {
         )
         .await?;
         let auth = auth_for(config)?;
+        let admin = Arc::new(Admin::new(
+            source,
+            runtime,
+            Arc::clone(&cache),
+            Arc::clone(&metrics),
+            Arc::clone(&service),
+        ));
+        if config.admin.token.is_empty() {
+            tracing::info!(
+                "admin API disabled: set admin.token or AIRLOCK_ADMIN_TOKEN to enable it"
+            );
+        }
         let router = crate::http::router(AppState {
             service: Arc::clone(&service),
             auth: Arc::new(auth),
             metrics: Arc::clone(&metrics),
             cache,
+            admin: Arc::clone(&admin),
+            admin_token: (!config.admin.token.is_empty())
+                .then(|| crate::http::digest(&config.admin.token)),
         });
         Ok(Self {
             router,
             service,
             metrics,
+            admin,
             workers,
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
@@ -168,11 +189,14 @@ impl App {
             service,
             workers,
             grace,
+            admin,
             ..
         } = self;
+        let reload_on_hup = tokio::spawn(reload_on_sighup(admin));
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
+        reload_on_hup.abort();
         service.close_queue();
         if workers.drain(grace).await {
             tracing::info!("post-store queue drained");
@@ -220,8 +244,9 @@ pub fn load_plugins(
     config: &Config,
     cache: &Arc<dyn CacheBackend>,
     embedded: bool,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
 ) -> Result<PluginSet, StartError> {
+    let states = Arc::new(StateStore::new(Arc::clone(cache), &config.cache.prefix));
     let mut configured: Vec<_> = config.plugins.iter().collect();
     configured.sort_by_key(|p| p.order);
     let mut set = PluginSet::default();
@@ -253,9 +278,16 @@ pub fn load_plugins(
         }
         tracing::info!(plugin = %pc.name, hook = pc.hook.world(), order = pc.order, "plugin loaded");
         metrics.plugin_active(&pc.name, true);
+        let guard = Guard::new(
+            &pc.name,
+            pc.containment,
+            Arc::clone(&states),
+            Arc::clone(metrics),
+        );
         let hooked = Arc::new(HookedPlugin {
             plugin,
             on_failure: pc.on_failure,
+            guard,
         });
         match pc.hook {
             HookKind::Processor => set.processors.push(hooked),
@@ -273,6 +305,19 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError>
             addr: addr.to_string(),
             reason: e.to_string(),
         })
+}
+
+/// Reloads the configuration on every SIGHUP.
+async fn reload_on_sighup(admin: Arc<Admin>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        // The outcome is logged by `reload`.
+        let _ = admin.reload().await;
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM.

@@ -11,6 +11,7 @@ use crate::budget::Budget;
 use crate::cache::CachePolicy;
 use crate::runtime::HookKind;
 use crate::storage::S3Settings;
+use crate::supervisor::Containment;
 
 /// The checked-in example configuration, also the embedded defaults.
 pub const EXAMPLE: &str = include_str!("../../airlock.example.toml");
@@ -27,6 +28,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The WebAssembly runtime.
     pub runtime: RuntimeSettings,
+    /// The operators' API.
+    pub admin: AdminConfig,
     /// API clients; none means unauthenticated uploads, loopback only.
     pub clients: Vec<ClientConfig>,
     /// Plugins, per hook, in `order`.
@@ -163,6 +166,15 @@ impl Default for RuntimeSettings {
     }
 }
 
+/// `[admin]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token of the admin API (`/admin/…`); empty disables it.
+    /// `AIRLOCK_ADMIN_TOKEN` overrides.
+    pub token: String,
+}
+
 /// `[[clients]]`: one API client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +215,9 @@ pub struct PluginConfig {
     /// The plugin's cache rules and quota.
     #[serde(default)]
     pub cache: CachePolicy,
+    /// Its bulkhead and circuit breaker.
+    #[serde(default)]
+    pub containment: Containment,
 }
 
 /// What happens to an upload when a plugin fails.
@@ -296,6 +311,9 @@ impl Config {
 
     /// Secrets and URLs from the environment take precedence over the file.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(token) = var("AIRLOCK_ADMIN_TOKEN") {
+            self.admin.token = token;
+        }
         if let Some(url) = var("AIRLOCK_REDIS_URL") {
             self.cache.redis_url = url;
         }
@@ -326,6 +344,9 @@ impl Config {
                 "server.post_store_workers",
                 "workers and queue must be at least 1",
             ));
+        }
+        if !self.admin.token.is_empty() && self.admin.token.len() < 16 {
+            return Err(invalid("admin.token", "must be at least 16 characters"));
         }
         if self.cache.prefix.is_empty() || self.cache.prefix.contains(':') {
             return Err(invalid(

@@ -7,6 +7,7 @@
 //! - [`upload`] is the pipeline; [`http`] the API; [`app`] wires them from
 //!   a [`config::Config`].
 
+pub mod admin;
 pub mod app;
 pub mod budget;
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod runtime;
 pub mod storage;
+pub mod supervisor;
 pub mod upload;
 
 mod bindings;

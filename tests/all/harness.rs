@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use airlock::admin::ConfigSource;
 use airlock::app::App;
 use airlock::budget::Budget;
 use airlock::cache::CachePolicy;
@@ -11,6 +12,7 @@ use airlock::config::{
 };
 use airlock::runtime::HookKind;
 use airlock::storage::S3Settings;
+use airlock::supervisor::Containment;
 use tokio::sync::oneshot;
 
 use crate::common::*;
@@ -67,6 +69,7 @@ pub fn plugin(
         on_failure,
         budget,
         cache: CachePolicy::default(),
+        containment: Containment::default(),
     }
 }
 
@@ -149,9 +152,19 @@ impl TestServer {
     }
 
     /// Starts `config` (whose storage path should be inside `dir`).
-    pub async fn with_config(mut config: Config, dir: tempfile::TempDir) -> Self {
+    pub async fn with_config(config: Config, dir: tempfile::TempDir) -> Self {
+        let source = ConfigSource::Fixed(Box::new(config.clone()));
+        Self::with_source(config, source, dir).await
+    }
+
+    /// Starts `config`, read from `source` (for reload).
+    pub async fn with_source(
+        mut config: Config,
+        source: ConfigSource,
+        dir: tempfile::TempDir,
+    ) -> Self {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
-        let app = App::build(&config, false)
+        let app = App::build(&config, source)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));
         let listener = tokio::net::TcpListener::bind(config.server.listen)

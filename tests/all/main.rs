@@ -12,6 +12,7 @@ mod harness;
 mod budgets;
 mod cli;
 mod config;
+mod containment;
 mod hostile;
 mod http_api;
 mod isolation;

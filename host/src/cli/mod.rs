@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod admin;
 mod plugin;
 mod serve;
 
@@ -35,6 +36,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the upload service.
     Serve(serve::ServeArgs),
+    /// Operate a running service: plugin states and reload.
+    Admin(admin::AdminArgs),
     /// Tools for plugin authors: check, run and componentize plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -62,6 +65,7 @@ pub fn init_tracing(format: LogFormat, verbose: u8) {
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Admin(args) => admin::run(args).await,
         Command::Plugin(cmd) => plugin::run(cmd).await,
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use airlock::admin::ConfigSource;
 use airlock::app::{self, App};
-use airlock::config::Config;
 
 /// `airlock serve` arguments.
 #[derive(Args)]
@@ -23,10 +23,12 @@ pub struct ServeArgs {
 
 /// Runs the service until ctrl-c or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let (mut config, embedded) = match &args.config {
-        Some(path) => (Config::load(path)?, false),
-        None => (Config::embedded(&app::default_plugins_dir())?, true),
+    let source = match &args.config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Embedded(app::default_plugins_dir()),
     };
+    let embedded = matches!(source, ConfigSource::Embedded(_));
+    let mut config = source.read()?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
@@ -37,7 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "no --config: running on embedded defaults (local disk, in-memory cache, example plugins)"
         );
     }
-    let built = App::build(&config, embedded).await?;
+    let built = App::build(&config, source).await?;
     let listener = app::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = ?config.storage.backend, cache = ?config.cache.backend, "airlock listening");

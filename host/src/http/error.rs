@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::admin::AdminError;
 use crate::upload::UploadError;
 
 /// An error returned to an API client.
@@ -80,6 +81,17 @@ impl From<UploadError> for ApiError {
             message,
             plugin,
         }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        let (status, code) = match &err {
+            AdminError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
+            AdminError::State(_) => (StatusCode::SERVICE_UNAVAILABLE, "state_unavailable"),
+            AdminError::Reload(_) => (StatusCode::UNPROCESSABLE_ENTITY, "reload_refused"),
+        };
+        Self::new(status, code, err.to_string())
     }
 }
 

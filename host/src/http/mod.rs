@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use self::error::ApiError;
+use crate::admin::Admin;
 use crate::cache::CacheBackend;
 use crate::metrics::Metrics;
 use crate::upload::{Client, Ingested, UploadError, UploadRecord, UploadService, keys};
@@ -41,7 +42,7 @@ impl Auth {
     pub fn with_keys(clients: impl IntoIterator<Item = (String, Client)>) -> Self {
         let by_key_digest = clients
             .into_iter()
-            .map(|(key, client)| (Sha256::digest(key.as_bytes()).into(), client))
+            .map(|(key, client)| (digest(&key), client))
             .collect();
         Self {
             by_key_digest,
@@ -86,6 +87,41 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The plugins' cache backend, for readiness.
     pub cache: Arc<dyn CacheBackend>,
+    /// Operator operations.
+    pub admin: Arc<Admin>,
+    /// SHA-256 of the admin token; `None` disables the admin API.
+    pub admin_token: Option<[u8; 32]>,
+}
+
+/// SHA-256 of a token, the form in which tokens are compared.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// The caller holds the admin token.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = state.admin_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "the admin API is disabled: set admin.token or AIRLOCK_ADMIN_TOKEN",
+            ));
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token {
+            Some(token) if digest(token) == expected => Ok(Operator),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
 }
 
 /// The caller, authenticated.
@@ -106,6 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/uploads/{id}", get(get_record).delete(delete_upload))
         .route("/v1/uploads/{id}/content", get(get_content))
         .route("/v1/uploads/{id}/derived/{name}", get(get_derived))
+        .route("/admin/plugins", get(admin_plugins))
+        .route("/admin/plugins/{name}/enable", post(admin_enable))
+        .route("/admin/plugins/{name}/disable", post(admin_disable))
+        .route("/admin/reload", post(admin_reload))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -440,6 +480,33 @@ async fn ready(State(state): State<AppState>) -> Response {
         "cache": describe(state.cache.kind(), &cache),
     });
     (status, Json(body)).into_response()
+}
+
+async fn admin_plugins(State(state): State<AppState>, _: Operator) -> Json<Value> {
+    Json(json!({ "plugins": state.admin.plugins().await }))
+}
+
+async fn admin_enable(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.admin.enable(&name).await?;
+    Ok(Json(json!({ "plugin": name, "state": "active" })))
+}
+
+async fn admin_disable(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.admin.disable(&name).await?;
+    Ok(Json(json!({ "plugin": name, "state": "disabled" })))
+}
+
+async fn admin_reload(State(state): State<AppState>, _: Operator) -> Result<Json<Value>, ApiError> {
+    let plugins = state.admin.reload().await?;
+    Ok(Json(json!({ "reloaded": true, "plugins": plugins })))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

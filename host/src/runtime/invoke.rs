@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::EPOCH_TICK;
 use super::content::ContentSource;
 use super::host::{ContentHandle, HostState, Usage};
 use super::load::{HookIndices, Plugin};
@@ -212,15 +211,20 @@ impl Plugin {
             // Cannot fail on an engine that meters fuel.
             let _ = store.set_fuel(self.budget.fuel);
         }
-        // One tick more than the budget: the counter may be part-way through a
-        // tick when the store starts, and the plugin must get all its time.
-        let ticks = self
-            .budget
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every epoch tick, running wasm yields to the executor (so a busy
+        // plugin never holds a runtime thread for more than a tick) and is
+        // interrupted once its deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
 
         let record = types::Upload {
             id: upload.id.clone(),

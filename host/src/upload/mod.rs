@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
+use crate::budget::Limit;
 use crate::config::FailurePolicy;
 use crate::metrics::Metrics;
 use crate::runtime::{
-    ContentSource, FileContent, HookKind, HookOutput, Invocation, InvokeError, Plugin, UploadInfo,
-    Verdict,
+    ContentSource, FileContent, HookKind, HookOutput, InvokeError, Plugin, UploadInfo, Verdict,
 };
 use crate::storage::{BlobStore, StorageError};
+use crate::supervisor::{Guard, Refusal};
 
 /// An API client as the pipeline sees it.
 #[derive(Debug, Clone)]
@@ -61,12 +62,36 @@ pub fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// A plugin placed on a hook with its failure policy.
+/// A plugin placed on a hook with its failure policy and containment.
 pub struct HookedPlugin {
     /// The loaded plugin.
     pub plugin: Plugin,
     /// What its failures do to an upload.
     pub on_failure: FailurePolicy,
+    /// Its bulkhead and circuit breaker.
+    pub guard: Guard,
+}
+
+/// Why a plugin gave no result on an upload.
+enum PluginFailure {
+    Refused(Refusal),
+    Invoke(InvokeError),
+}
+
+impl PluginFailure {
+    fn reason(&self) -> String {
+        match self {
+            PluginFailure::Refused(r) => r.to_string(),
+            PluginFailure::Invoke(e) => e.to_string(),
+        }
+    }
+
+    fn limit(&self) -> Option<Limit> {
+        match self {
+            PluginFailure::Refused(_) => None,
+            PluginFailure::Invoke(e) => e.limit(),
+        }
+    }
 }
 
 /// The plugins of both hooks, each list in run order.
@@ -82,6 +107,11 @@ impl PluginSet {
     /// Every plugin, processors first.
     pub fn all(&self) -> impl Iterator<Item = &Arc<HookedPlugin>> {
         self.processors.iter().chain(&self.extensions)
+    }
+
+    /// The plugin named `name`.
+    pub fn find(&self, name: &str) -> Option<&Arc<HookedPlugin>> {
+        self.all().find(|h| h.plugin.name() == name)
     }
 }
 
@@ -305,9 +335,7 @@ impl UploadService {
         let mut replaced: Option<Bytes> = None;
         for hooked in &plugins.processors {
             upload.metadata = metadata.clone().into_iter().collect();
-            let invocation = hooked.plugin.invoke(&upload, Arc::clone(&content)).await;
-            self.metrics.invocation(hooked.plugin.name(), &invocation);
-            match invocation.outcome {
+            match self.run_plugin(hooked, &upload, &content).await {
                 Ok(HookOutput::Verdict(Verdict::Accept { metadata: added })) => {
                     metadata.extend(added)
                 }
@@ -328,7 +356,7 @@ impl UploadService {
                     replaced = Some(bytes);
                 }
                 Ok(HookOutput::Derived(_)) => {}
-                Err(err) => self.on_plugin_failure(hooked, err, &mut skipped)?,
+                Err(failure) => self.on_plugin_failure(hooked, failure, &mut skipped)?,
             }
         }
 
@@ -444,25 +472,37 @@ impl UploadService {
         Ok((size, hex::encode(hasher.finalize())))
     }
 
+    /// Invokes one plugin through its guard and records the outcome.
+    async fn run_plugin(
+        &self,
+        hooked: &HookedPlugin,
+        upload: &UploadInfo,
+        content: &Arc<dyn ContentSource>,
+    ) -> Result<HookOutput, PluginFailure> {
+        let _slot = hooked.guard.admit().await.map_err(PluginFailure::Refused)?;
+        let invocation = hooked.plugin.invoke(upload, Arc::clone(content)).await;
+        self.metrics.invocation(hooked.plugin.name(), &invocation);
+        hooked.guard.record(&invocation).await;
+        invocation.outcome.map_err(PluginFailure::Invoke)
+    }
+
     fn on_plugin_failure(
         &self,
         hooked: &HookedPlugin,
-        err: InvokeError,
+        failure: PluginFailure,
         skipped: &mut Vec<SkippedPlugin>,
     ) -> Result<(), UploadError> {
         let plugin = hooked.plugin.name().to_string();
+        let reason = failure.reason();
         match hooked.on_failure {
-            FailurePolicy::FailClosed => Err(UploadError::PluginFailed {
-                plugin,
-                reason: err.to_string(),
-            }),
+            FailurePolicy::FailClosed => Err(UploadError::PluginFailed { plugin, reason }),
             FailurePolicy::FailOpen => {
-                tracing::warn!(plugin, error = %err, "plugin skipped (fail-open)");
+                tracing::warn!(plugin, error = %reason, "plugin skipped (fail-open)");
                 skipped.push(SkippedPlugin {
                     plugin,
                     hook: hooked.plugin.hook(),
-                    reason: err.to_string(),
-                    limit: err.limit(),
+                    reason,
+                    limit: failure.limit(),
                 });
                 Ok(())
             }
@@ -515,12 +555,7 @@ impl UploadService {
         let mut derived = Vec::new();
         let mut skipped = Vec::new();
         for hooked in &job.plugins.extensions {
-            let invocation: Invocation = hooked
-                .plugin
-                .invoke(&upload, Arc::clone(&job.content))
-                .await;
-            self.metrics.invocation(hooked.plugin.name(), &invocation);
-            match invocation.outcome {
+            match self.run_plugin(hooked, &upload, &job.content).await {
                 Ok(HookOutput::Derived(items)) => {
                     for item in items {
                         let key = keys::derived(&record.id, &item.name);
@@ -546,13 +581,14 @@ impl UploadService {
                     }
                 }
                 Ok(HookOutput::Verdict(_)) => {}
-                Err(err) => {
-                    tracing::warn!(plugin = hooked.plugin.name(), error = %err, "post-store plugin failed");
+                Err(failure) => {
+                    let reason = failure.reason();
+                    tracing::warn!(plugin = hooked.plugin.name(), error = %reason, "post-store plugin failed");
                     skipped.push(SkippedPlugin {
                         plugin: hooked.plugin.name().into(),
                         hook: HookKind::Extension,
-                        reason: err.to_string(),
-                        limit: err.limit(),
+                        reason,
+                        limit: failure.limit(),
                     });
                 }
             }

@@ -1,0 +1,181 @@
+//! The operators' side: plugin state (quarantine, enable, disable) and hot
+//! reload of the plugin configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::app::{StartError, load_plugins};
+use crate::budget::Budget;
+use crate::cache::{BackendError, CacheBackend};
+use crate::config::{Config, FailurePolicy};
+use crate::metrics::Metrics;
+use crate::runtime::{HookKind, PluginRuntime};
+use crate::supervisor::{Containment, GuardCounters, PluginState, Violation};
+use crate::upload::UploadService;
+
+/// Where the configuration comes from, to read it again on reload.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A file given with `--config`.
+    File(PathBuf),
+    /// The embedded defaults, with plugins from this directory.
+    Embedded(PathBuf),
+    /// A configuration built in code (tests, embedders): reload re-reads
+    /// its plugin files.
+    Fixed(Box<Config>),
+}
+
+impl ConfigSource {
+    /// Reads (again) the configuration.
+    pub fn read(&self) -> Result<Config, StartError> {
+        Ok(match self {
+            ConfigSource::File(path) => Config::load(path)?,
+            ConfigSource::Embedded(dir) => Config::embedded(dir)?,
+            ConfigSource::Fixed(config) => (**config).clone(),
+        })
+    }
+}
+
+/// A plugin as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Hook.
+    pub hook: HookKind,
+    /// Active, quarantined or disabled.
+    pub state: PluginState,
+    /// Why it is not active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Failure policy.
+    pub on_failure: FailurePolicy,
+    /// Budget.
+    pub budget: Budget,
+    /// Bulkhead and breaker settings.
+    pub containment: Containment,
+    /// Counters since load.
+    pub counters: GuardCounters,
+    /// The last budget stop or crash.
+    pub last_violation: Option<Violation>,
+    /// SHA-256 of the component.
+    pub sha256: String,
+}
+
+/// An admin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No plugin by that name.
+    #[error("no plugin named `{0}`")]
+    UnknownPlugin(String),
+    /// The shared state store did not answer.
+    #[error("cannot change plugin state: {0}")]
+    State(#[from] BackendError),
+    /// The new configuration was refused; the old one keeps serving.
+    #[error("reload refused, still serving the previous configuration: {0}")]
+    Reload(String),
+}
+
+/// Operations behind the admin API and SIGHUP.
+pub struct Admin {
+    source: ConfigSource,
+    runtime: Arc<PluginRuntime>,
+    cache: Arc<dyn CacheBackend>,
+    metrics: Arc<Metrics>,
+    service: Arc<UploadService>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Admin {
+    /// Admin over a running service.
+    pub fn new(
+        source: ConfigSource,
+        runtime: Arc<PluginRuntime>,
+        cache: Arc<dyn CacheBackend>,
+        metrics: Arc<Metrics>,
+        service: Arc<UploadService>,
+    ) -> Self {
+        Self {
+            source,
+            runtime,
+            cache,
+            metrics,
+            service,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Every plugin with its state and counters.
+    pub async fn plugins(&self) -> Vec<PluginStatus> {
+        let set = self.service.plugins();
+        let mut out = Vec::new();
+        for hooked in set.all() {
+            let record = hooked.guard.state().await;
+            let (counters, last_violation) = hooked.guard.counters();
+            out.push(PluginStatus {
+                name: hooked.plugin.name().into(),
+                hook: hooked.plugin.hook(),
+                state: record.as_ref().map_or(PluginState::Active, |r| r.state),
+                reason: record.map(|r| r.reason),
+                on_failure: hooked.on_failure,
+                budget: *hooked.plugin.budget(),
+                containment: *hooked.guard.containment(),
+                counters,
+                last_violation,
+                sha256: hooked.plugin.info().sha256.clone(),
+            });
+        }
+        out
+    }
+
+    /// Re-enables a quarantined or disabled plugin.
+    pub async fn enable(&self, name: &str) -> Result<(), AdminError> {
+        let set = self.service.plugins();
+        let hooked = set
+            .find(name)
+            .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
+        Ok(hooked.guard.enable().await?)
+    }
+
+    /// Stops invoking a plugin.
+    pub async fn disable(&self, name: &str) -> Result<(), AdminError> {
+        let set = self.service.plugins();
+        let hooked = set
+            .find(name)
+            .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
+        Ok(hooked.guard.disable().await?)
+    }
+
+    /// Re-reads the configuration and plugin files and swaps the plugin set.
+    /// In-flight invocations finish on the old plugins; an invalid config or
+    /// component leaves the old set serving. Returns the loaded plugin names.
+    pub async fn reload(&self) -> Result<Vec<String>, AdminError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let source = self.source.clone();
+        let runtime = Arc::clone(&self.runtime);
+        let cache = Arc::clone(&self.cache);
+        let metrics = Arc::clone(&self.metrics);
+        let embedded = matches!(source, ConfigSource::Embedded(_));
+        // Compiling components is CPU work: keep it off the request threads.
+        let loaded = tokio::task::spawn_blocking(move || {
+            let config = source.read()?;
+            load_plugins(&runtime, &config, &cache, embedded, &metrics)
+        })
+        .await
+        .map_err(|e| AdminError::Reload(e.to_string()))?;
+        match loaded {
+            Ok(set) => {
+                let names = set.all().map(|h| h.plugin.name().to_string()).collect();
+                self.service.replace_plugins(set);
+                tracing::info!(plugins = ?names, "configuration reloaded");
+                Ok(names)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; previous configuration keeps serving");
+                Err(AdminError::Reload(e.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Containment of each plugin: a bulkhead on concurrent invocations and a
+//! circuit breaker that quarantines a plugin after repeated budget stops or
+//! crashes. Quarantine is kept in the cache backend, so with Redis every node
+//! stops the plugin, not only the one that saw the violations; an operator
+//! re-enables it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::budget::Limit;
+use crate::cache::{BackendError, CacheBackend, PutMode, Quota};
+use crate::metrics::Metrics;
+use crate::runtime::{Invocation, InvokeError};
+
+/// How stale a node's view of the shared plugin state may be.
+const STATE_REFRESH: Duration = Duration::from_millis(250);
+/// How long a state read or write may take before the node keeps its view.
+const STATE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a quarantine record is kept if nobody re-enables the plugin.
+const STATE_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// Operator-set containment of one plugin (`[plugins.containment]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Containment {
+    /// Invocations of this plugin running at once (the bulkhead).
+    pub max_concurrency: u32,
+    /// How long an invocation may wait for a slot; past it the plugin is
+    /// treated per its failure policy instead of queueing without end.
+    pub max_wait_ms: u64,
+    /// Budget stops or crashes within `window_seconds` that quarantine it.
+    pub quarantine_after: u32,
+    /// The window for `quarantine_after`.
+    pub window_seconds: u64,
+}
+
+impl Default for Containment {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 16,
+            max_wait_ms: 100,
+            quarantine_after: 3,
+            window_seconds: 60,
+        }
+    }
+}
+
+/// Whether a plugin is invoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Invoked normally.
+    Active,
+    /// Stopped by its circuit breaker until an operator re-enables it.
+    Quarantined,
+    /// Stopped by an operator.
+    Disabled,
+}
+
+/// The shared record of a plugin that is not active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// Quarantined or disabled.
+    pub state: PluginState,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Why a plugin was not invoked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Quarantined by its circuit breaker.
+    #[error("plugin `{plugin}` is quarantined: {reason}")]
+    Quarantined {
+        /// The plugin.
+        plugin: String,
+        /// The violation that tripped it.
+        reason: String,
+    },
+    /// Disabled by an operator.
+    #[error("plugin `{plugin}` is disabled by an operator")]
+    Disabled {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Its bulkhead stayed full for `max_wait_ms`.
+    #[error(
+        "plugin `{plugin}` is busy: {running} invocations running, none finished within {waited_ms} ms"
+    )]
+    Busy {
+        /// The plugin.
+        plugin: String,
+        /// Its `max_concurrency`.
+        running: u32,
+        /// Its `max_wait_ms`.
+        waited_ms: u64,
+    },
+}
+
+/// Plugin states shared through the cache backend, under a namespace no
+/// plugin can name (`<prefix>!control`).
+pub struct StateStore {
+    backend: Arc<dyn CacheBackend>,
+    namespace: String,
+}
+
+impl StateStore {
+    /// States under `prefix` on `backend`.
+    pub fn new(backend: Arc<dyn CacheBackend>, prefix: &str) -> Self {
+        Self {
+            backend,
+            namespace: format!("{prefix}!control"),
+        }
+    }
+
+    fn key(&self, plugin: &str) -> String {
+        format!("{}:{plugin}", self.namespace)
+    }
+
+    /// The shared record of `plugin`; `None` means active.
+    pub async fn get(&self, plugin: &str) -> Result<Option<StateRecord>, BackendError> {
+        let bytes = within(self.backend.get(&self.key(plugin))).await?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Publishes `record` for `plugin`.
+    pub async fn set(&self, plugin: &str, record: &StateRecord) -> Result<(), BackendError> {
+        let json = serde_json::to_vec(record).map_err(|e| BackendError(e.to_string()))?;
+        let quota = Quota {
+            max_keys: u64::MAX,
+            max_bytes: u64::MAX,
+        };
+        within(self.backend.put(
+            &self.namespace,
+            &self.key(plugin),
+            Bytes::from(json),
+            STATE_TTL,
+            PutMode::Overwrite,
+            quota,
+        ))
+        .await
+        .map(drop)
+    }
+
+    /// Makes `plugin` active again.
+    pub async fn clear(&self, plugin: &str) -> Result<(), BackendError> {
+        within(self.backend.delete(&self.namespace, &self.key(plugin)))
+            .await
+            .map(drop)
+    }
+}
+
+async fn within<T>(op: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+    tokio::time::timeout(STATE_TIMEOUT, op)
+        .await
+        .map_err(|_| BackendError("no answer in time".into()))?
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The last budget stop or crash of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    /// The error.
+    pub reason: String,
+    /// The limit, for budget stops.
+    pub limit: Option<Limit>,
+}
+
+/// Counters shown by the admin API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GuardCounters {
+    /// Invocations that ran.
+    pub invocations: u64,
+    /// Budget stops and crashes.
+    pub violations: u64,
+    /// Invocations refused: quarantined, disabled or busy.
+    pub refused: u64,
+}
+
+#[derive(Default)]
+struct GuardState {
+    recent: VecDeque<Instant>,
+    view: Option<StateRecord>,
+    viewed_at: Option<Instant>,
+    // A trip whose publication to the shared store failed; retried.
+    unpublished: Option<StateRecord>,
+    counters: GuardCounters,
+    last_violation: Option<Violation>,
+}
+
+/// One plugin's bulkhead and circuit breaker.
+pub struct Guard {
+    plugin: String,
+    containment: Containment,
+    bulkhead: Semaphore,
+    store: Arc<StateStore>,
+    metrics: Arc<Metrics>,
+    state: Mutex<GuardState>,
+}
+
+impl Guard {
+    /// A guard for `plugin`.
+    pub fn new(
+        plugin: &str,
+        containment: Containment,
+        store: Arc<StateStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            plugin: plugin.into(),
+            containment,
+            bulkhead: Semaphore::new(containment.max_concurrency.max(1) as usize),
+            store,
+            metrics,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GuardState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The containment settings.
+    pub fn containment(&self) -> &Containment {
+        &self.containment
+    }
+
+    /// Current counters and last violation.
+    pub fn counters(&self) -> (GuardCounters, Option<Violation>) {
+        let state = self.lock();
+        (state.counters, state.last_violation.clone())
+    }
+
+    /// This node's view of the shared state, refreshed when stale. A store
+    /// that does not answer leaves the last view in place.
+    pub async fn state(&self) -> Option<StateRecord> {
+        let (fresh, unpublished) = {
+            let state = self.lock();
+            let fresh = state
+                .viewed_at
+                .is_some_and(|at| at.elapsed() < STATE_REFRESH);
+            (fresh, state.unpublished.clone())
+        };
+        if !fresh {
+            if let Some(record) = &unpublished
+                && self.store.set(&self.plugin, record).await.is_ok()
+            {
+                self.lock().unpublished = None;
+            }
+            let fetched = self.store.get(&self.plugin).await;
+            let mut state = self.lock();
+            state.viewed_at = Some(Instant::now());
+            if let Ok(record) = fetched {
+                state.view = record.or_else(|| state.unpublished.clone());
+            }
+            self.metrics
+                .plugin_active(&self.plugin, state.view.is_none());
+        }
+        self.lock().view.clone()
+    }
+
+    /// Admits one invocation, or says why not.
+    pub async fn admit(&self) -> Result<SemaphorePermit<'_>, Refusal> {
+        let refused = match self.state().await {
+            Some(StateRecord {
+                state: PluginState::Disabled,
+                ..
+            }) => Some(Refusal::Disabled {
+                plugin: self.plugin.clone(),
+            }),
+            Some(StateRecord { reason, .. }) => Some(Refusal::Quarantined {
+                plugin: self.plugin.clone(),
+                reason,
+            }),
+            None => None,
+        };
+        let result = match refused {
+            Some(refusal) => Err(refusal),
+            None => {
+                let wait = Duration::from_millis(self.containment.max_wait_ms);
+                match tokio::time::timeout(wait, self.bulkhead.acquire()).await {
+                    Ok(Ok(permit)) => Ok(permit),
+                    _ => Err(Refusal::Busy {
+                        plugin: self.plugin.clone(),
+                        running: self.containment.max_concurrency,
+                        waited_ms: self.containment.max_wait_ms,
+                    }),
+                }
+            }
+        };
+        if result.is_err() {
+            self.lock().counters.refused += 1;
+        }
+        result
+    }
+
+    /// Counts an invocation; trips the breaker on repeated violations.
+    pub async fn record(&self, invocation: &Invocation) {
+        let err = match &invocation.outcome {
+            Err(err @ (InvokeError::BudgetExceeded { .. } | InvokeError::Crashed { .. })) => {
+                Some(err)
+            }
+            _ => None,
+        };
+        let trip = {
+            let mut state = self.lock();
+            state.counters.invocations += 1;
+            let Some(err) = err else { return };
+            state.counters.violations += 1;
+            let now = Instant::now();
+            let window = Duration::from_secs(self.containment.window_seconds);
+            state.recent.push_back(now);
+            while state
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                state.recent.pop_front();
+            }
+            state.last_violation = Some(Violation {
+                at: now_secs(),
+                reason: err.to_string(),
+                limit: err.limit(),
+            });
+            let count = state.recent.len();
+            if count >= self.containment.quarantine_after.max(1) as usize && state.view.is_none() {
+                let record = StateRecord {
+                    state: PluginState::Quarantined,
+                    since: now_secs(),
+                    reason: format!(
+                        "{count} violations within {} s; last: {err}",
+                        self.containment.window_seconds
+                    ),
+                };
+                state.view = Some(record.clone());
+                state.viewed_at = Some(now);
+                Some(record)
+            } else {
+                None
+            }
+        };
+        if let Some(record) = trip {
+            tracing::error!(plugin = %self.plugin, reason = %record.reason, "plugin quarantined");
+            self.metrics.plugin_active(&self.plugin, false);
+            if let Err(e) = self.store.set(&self.plugin, &record).await {
+                tracing::warn!(plugin = %self.plugin, error = %e, "cannot share quarantine yet; will retry");
+                self.lock().unpublished = Some(record);
+            }
+        }
+    }
+
+    /// Operator: invoke the plugin again; forgets its recent violations.
+    pub async fn enable(&self) -> Result<(), BackendError> {
+        self.store.clear(&self.plugin).await?;
+        let mut state = self.lock();
+        state.recent.clear();
+        state.view = None;
+        state.unpublished = None;
+        state.viewed_at = Some(Instant::now());
+        self.metrics.plugin_active(&self.plugin, true);
+        tracing::info!(plugin = %self.plugin, "plugin enabled by an operator");
+        Ok(())
+    }
+
+    /// Operator: stop invoking the plugin.
+    pub async fn disable(&self) -> Result<(), BackendError> {
+        let record = StateRecord {
+            state: PluginState::Disabled,
+            since: now_secs(),
+            reason: "disabled by an operator".into(),
+        };
+        self.store.set(&self.plugin, &record).await?;
+        let mut state = self.lock();
+        state.view = Some(record);
+        state.viewed_at = Some(Instant::now());
+        self.metrics.plugin_active(&self.plugin, false);
+        tracing::info!(plugin = %self.plugin, "plugin disabled by an operator");
+        Ok(())
+    }
+}

@@ -1,0 +1,469 @@
+//! Quarantine, bulkheads and hot reload: a misbehaving plugin is stopped,
+//! named and quarantined, and the service keeps serving.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock::admin::ConfigSource;
+use airlock::budget::Budget;
+use airlock::config::{Config, FailurePolicy};
+use airlock::runtime::HookKind;
+use airlock::supervisor::Containment;
+
+use crate::common::*;
+use crate::harness::*;
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+/// The standard config plus `cache-storm` (fail-open unless said) and an
+/// admin token.
+fn storm_config(backends: Backends, dir: &std::path::Path, on_failure: FailurePolicy) -> Config {
+    let mut config = config(backends, dir);
+    config.admin.token = ADMIN.into();
+    let mut storm = plugin(
+        "cache-storm",
+        HookKind::Processor,
+        15,
+        on_failure,
+        Budget {
+            cache_calls: 64,
+            ..roomy()
+        },
+    );
+    storm.containment = Containment {
+        quarantine_after: 3,
+        ..Containment::default()
+    };
+    config.plugins.push(storm);
+    config
+}
+
+async fn admin(server: &TestServer, method: reqwest::Method, path: &str) -> reqwest::Response {
+    server
+        .http
+        .request(method, server.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn plugin_state(server: &TestServer, name: &str) -> serde_json::Value {
+    let list = json(
+        admin(server, reqwest::Method::GET, "/admin/plugins").await,
+        200,
+    )
+    .await;
+    list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+fn skipped_reason(record: &serde_json::Value, plugin: &str) -> Option<String> {
+    record["skipped"]
+        .as_array()?
+        .iter()
+        .find(|s| s["plugin"] == plugin)
+        .map(|s| s["reason"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(
+        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
+        dir,
+    )
+    .await;
+    let png = fixture_bytes("picture.png");
+    for _ in 0..3 {
+        let record = json(
+            server.upload(ALICE, png.clone(), "image/png", "").await,
+            201,
+        )
+        .await;
+        assert!(
+            skipped_reason(&record, "cache-storm")
+                .unwrap()
+                .contains("cache_calls"),
+            "{record}"
+        );
+        assert!(
+            record["metadata"]["sha256"].is_string(),
+            "other plugins ran"
+        );
+    }
+    let state = plugin_state(&server, "cache-storm").await;
+    assert_eq!(state["state"], "quarantined", "{state}");
+    assert_eq!(state["counters"]["violations"], 3);
+    assert_eq!(state["last_violation"]["limit"], "cache_calls");
+    // Quarantined: not invoked any more, the upload goes on.
+    let record = json(
+        server.upload(ALICE, png.clone(), "image/png", "").await,
+        201,
+    )
+    .await;
+    assert!(
+        skipped_reason(&record, "cache-storm")
+            .unwrap()
+            .contains("quarantined"),
+        "{record}"
+    );
+    assert_eq!(
+        plugin_state(&server, "cache-storm").await["counters"]["invocations"],
+        3
+    );
+    let metrics = server.get(ALICE, "/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("airlock_plugin_active{plugin=\"cache-storm\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "airlock_plugin_budget_stops_total{plugin=\"cache-storm\",limit=\"cache_calls\"} 3"
+        ),
+        "{metrics}"
+    );
+
+    json(
+        admin(
+            &server,
+            reqwest::Method::POST,
+            "/admin/plugins/cache-storm/enable",
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        plugin_state(&server, "cache-storm").await["state"],
+        "active"
+    );
+    let record = json(server.upload(ALICE, png, "image/png", "").await, 201).await;
+    assert!(
+        skipped_reason(&record, "cache-storm")
+            .unwrap()
+            .contains("cache_calls"),
+        "invoked again: {record}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_quarantined_fail_closed_plugin_refuses_uploads_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(
+        storm_config(Backends::Local, dir.path(), FailurePolicy::FailClosed),
+        dir,
+    )
+    .await;
+    for _ in 0..3 {
+        let body = json(
+            server
+                .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+                .await,
+            503,
+        )
+        .await;
+        assert_eq!(body["error"]["plugin"], "cache-storm");
+    }
+    let body = json(
+        server
+            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        503,
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quarantined"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn operators_disable_and_enable_plugins_and_need_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(
+        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
+        dir,
+    )
+    .await;
+    let anonymous = server
+        .http
+        .get(server.url("/admin/plugins"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let client_key = server.get(ALICE, "/admin/plugins").await;
+    assert_eq!(
+        client_key.status(),
+        401,
+        "a client key is not an admin token"
+    );
+    json(
+        admin(
+            &server,
+            reqwest::Method::POST,
+            "/admin/plugins/sha256/disable",
+        )
+        .await,
+        200,
+    )
+    .await;
+    let record = json(
+        server
+            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        201,
+    )
+    .await;
+    assert!(record["metadata"].get("sha256").is_none());
+    assert!(
+        skipped_reason(&record, "sha256")
+            .unwrap()
+            .contains("disabled")
+    );
+    json(
+        admin(
+            &server,
+            reqwest::Method::POST,
+            "/admin/plugins/sha256/enable",
+        )
+        .await,
+        200,
+    )
+    .await;
+    let record = json(
+        server
+            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        201,
+    )
+    .await;
+    assert!(record["metadata"]["sha256"].is_string());
+    let unknown = admin(&server, reqwest::Method::POST, "/admin/plugins/nope/enable").await;
+    assert_eq!(json(unknown, 404).await["error"]["code"], "unknown_plugin");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quarantine_is_shared_by_every_node_through_redis() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let mut config_a = storm_config(Backends::Local, dir_a.path(), FailurePolicy::FailOpen);
+    config_a.cache.backend = airlock::config::CacheBackendKind::Redis;
+    config_a.cache.redis_url = redis_url();
+    let mut config_b = config_a.clone();
+    config_b.storage.path = dir_b.path().to_path_buf();
+    let a = TestServer::with_config(config_a, dir_a).await;
+    let b = TestServer::with_config(config_b, dir_b).await;
+    for _ in 0..3 {
+        json(
+            a.upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+                .await,
+            201,
+        )
+        .await;
+    }
+    // Node B never saw a violation, yet stops invoking the plugin.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        plugin_state(&b, "cache-storm").await["state"],
+        "quarantined"
+    );
+    let record = json(
+        b.upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        201,
+    )
+    .await;
+    assert!(
+        skipped_reason(&record, "cache-storm")
+            .unwrap()
+            .contains("quarantined"),
+        "{record}"
+    );
+    // Re-enabled on B, active on A.
+    json(
+        admin(
+            &b,
+            reqwest::Method::POST,
+            "/admin/plugins/cache-storm/enable",
+        )
+        .await,
+        200,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(plugin_state(&a, "cache-storm").await["state"], "active");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(Backends::Local, dir.path());
+    // A plugin that spins for its whole 1.5 s wall-clock budget, one at a time.
+    let mut slow = plugin(
+        "infinite-loop",
+        HookKind::Processor,
+        5,
+        FailurePolicy::FailOpen,
+        Budget {
+            fuel: u64::MAX / 4,
+            timeout_ms: 1_500,
+            ..roomy()
+        },
+    );
+    slow.containment = Containment {
+        max_concurrency: 1,
+        max_wait_ms: 50,
+        quarantine_after: 100,
+        window_seconds: 60,
+    };
+    config.plugins.push(slow);
+    let server = Arc::new(TestServer::with_config(config, dir).await);
+    let uploads: Vec<_> = (0..4)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                json(
+                    server
+                        .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
+                        .await,
+                    201,
+                )
+                .await
+            })
+        })
+        .collect();
+    // While the slow plugin spins, health and unrelated reads still answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_eq!(server.get(ALICE, "/healthz").await.status(), 200);
+    let health_latency = started.elapsed();
+    let mut reasons = Vec::new();
+    for upload in uploads {
+        let record = upload.await.unwrap();
+        reasons.push(skipped_reason(&record, "infinite-loop").unwrap());
+    }
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("timeout")).count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("busy")).count(),
+        3,
+        "{reasons:?}"
+    );
+    assert!(
+        health_latency < Duration::from_millis(1_000),
+        "healthz took {health_latency:?}"
+    );
+}
+
+#[tokio::test]
+async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("airlock.toml");
+    let write = |plugins: &str| {
+        let text = format!(
+            "[storage]\npath = {:?}\n[admin]\ntoken = \"{ADMIN}\"\n[runtime]\nmax_instances = 8\n{plugins}",
+            dir.path().join("data")
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    let entry = |name: &str| {
+        format!(
+            "[[plugins]]\nname = \"{name}\"\ncomponent = {:?}\nhook = \"processor\"\n",
+            plugin_path(name)
+        )
+    };
+    write(&entry("sha256"));
+    let config = Config::load(&path).unwrap();
+    let server = TestServer::with_source(
+        config,
+        ConfigSource::File(path.clone()),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let record = json(
+        server
+            .upload("", fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        201,
+    )
+    .await;
+    assert!(record["metadata"]["sha256"].is_string());
+
+    write(&entry("content-sniff"));
+    let reloaded = json(
+        admin(&server, reqwest::Method::POST, "/admin/reload").await,
+        200,
+    )
+    .await;
+    assert_eq!(reloaded["plugins"], serde_json::json!(["content-sniff"]));
+    let record = json(
+        server
+            .upload("", fixture_bytes("picture.png"), "image/png", "")
+            .await,
+        201,
+    )
+    .await;
+    assert!(record["metadata"].get("sha256").is_none());
+    assert_eq!(record["metadata"]["detected-type"], "image/png");
+
+    // A component that imports wasi:filesystem: refused, old set keeps serving.
+    write(&format!(
+        "[[plugins]]\nname = \"escape\"\ncomponent = {:?}\nhook = \"processor\"\n",
+        plugin_path("wasi-escape")
+    ));
+    let refused = json(
+        admin(&server, reqwest::Method::POST, "/admin/reload").await,
+        422,
+    )
+    .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wasi:filesystem"),
+        "{refused}"
+    );
+    write("[[plugins]]\nname = \"x\"\ncomponnt = \"x.wasm\"\n");
+    let refused = json(
+        admin(&server, reqwest::Method::POST, "/admin/reload").await,
+        422,
+    )
+    .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("componnt"),
+        "{refused}"
+    );
+    let record = json(
+        server
+            .upload("", fixture_bytes("fake-png.png"), "image/png", "")
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        record["error"]["plugin"], "content-sniff",
+        "still the previous set"
+    );
+    server.stop().await;
+}
