@@ -1,0 +1,643 @@
+//! Faults with real processes: Redis stopped and restarted under a running
+//! server, the server SIGKILLed mid-upload, and SIGTERM with an upload in
+//! flight. Everything runs on 127.0.0.1; every process a test starts is
+//! stopped by a drop guard, also when the test panics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::config::CacheBackendKind;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::common::*;
+use crate::harness::*;
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `picture.png` with a unique trailer after its IEND chunk: still a valid
+/// PNG, but bytes no other upload has.
+fn unique_png(tag: &str) -> Bytes {
+    let mut bytes = fixture_bytes("picture.png").to_vec();
+    bytes.extend_from_slice(format!("{tag}-{}", uuid::Uuid::new_v4()).as_bytes());
+    bytes.into()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A private Redis.
+
+/// A Redis started with `scripts/redis.sh start PORT DIR`; shut down (or
+/// killed) on drop.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// (Re)starts it on the same port and directory.
+    fn restart(&self) {
+        let out = Command::new(root().join("scripts/redis.sh"))
+            .arg("start")
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/redis.sh start {}: {}{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<std::process::Output> {
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    fn answers(&self) -> bool {
+        self.cli(&["ping"])
+            .is_some_and(|out| String::from_utf8_lossy(&out.stdout).contains("PONG"))
+    }
+
+    /// `shutdown nosave`, then waits until nothing answers on the port.
+    async fn stop(&self) {
+        let _ = self.cli(&["shutdown", "nosave"]);
+        let gone = poll(Duration::from_secs(5), || async {
+            (!self.answers()).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "redis on {} did not stop", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.cli(&["shutdown", "nosave"]);
+        // Redis removes its pid file when it exits; one that is still there
+        // belongs to a Redis that did not shut down.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("redis.pid")) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// Uploads `bytes` as a PNG; the record, and how long the request took.
+async fn timed_upload(server: &TestServer, bytes: &Bytes) -> (serde_json::Value, Duration) {
+    let started = Instant::now();
+    let response = server.upload(ALICE, bytes.clone(), "image/png", "").await;
+    let record = json(response, 201).await;
+    (record, started.elapsed())
+}
+
+async fn readyz(server: &TestServer) -> (u16, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let response = server.http.get(server.url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap();
+    (status, body, started.elapsed())
+}
+
+/// Bound on one request while Redis is down: fault containment, not a
+/// benchmark (the real bound is the 200 ms cache op timeout per call).
+const DOWN_BOUND: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
+    let test_started = Instant::now();
+    let redis = PrivateRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(Backends::Local, dir.path());
+    config.cache.backend = CacheBackendKind::Redis;
+    config.cache.redis_url = redis.url();
+    config.cache.op_timeout_ms = 200;
+    let server = TestServer::with_config(config, dir).await;
+
+    // The cache works: the second upload of X is flagged as a duplicate.
+    let x = unique_png("x");
+    let (first, _) = timed_upload(&server, &x).await;
+    assert_eq!(first["metadata"]["sha256"], sha(&x), "{first}");
+    assert!(first["metadata"].get("duplicate-of").is_none(), "{first}");
+    let (second, _) = timed_upload(&server, &x).await;
+    assert_eq!(
+        second["metadata"]["duplicate-of"], first["id"],
+        "the cache records the first upload: {second}"
+    );
+    let (status, body, _) = readyz(&server).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Redis goes away.
+    redis.stop().await;
+    let y = unique_png("y");
+    for attempt in 0..4 {
+        let (record, took) = timed_upload(&server, &y).await;
+        eprintln!("redis down: upload {attempt} took {took:?}");
+        assert!(
+            took < DOWN_BOUND,
+            "upload {attempt} took {took:?} with redis down"
+        );
+        assert_eq!(record["metadata"]["sha256"], sha(&y), "{record}");
+        assert!(
+            record["metadata"].get("duplicate-of").is_none(),
+            "nothing can be remembered while redis is down: {record}"
+        );
+        let skipped = record["skipped"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !skipped.iter().any(|s| s["plugin"] == "sha256"),
+            "sha256 treats `unavailable` as no duplicate and still accepts: {record}"
+        );
+    }
+    let (status, body, took) = readyz(&server).await;
+    eprintln!("redis down: readyz took {took:?}");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["cache"]["backend"], "redis", "{body}");
+    assert_eq!(body["cache"]["status"], "unavailable", "{body}");
+    assert_eq!(body["storage"]["status"], "ok", "{body}");
+    assert!(took < DOWN_BOUND, "readyz took {took:?} with redis down");
+
+    // Redis comes back on the same port (empty: it saved nothing).
+    redis.restart();
+    let restarted = Instant::now();
+    let recovered = poll(Duration::from_secs(10), || async {
+        let z = unique_png("z");
+        let (first, _) = timed_upload(&server, &z).await;
+        let (second, took) = timed_upload(&server, &z).await;
+        assert!(took < DOWN_BOUND, "upload took {took:?} while recovering");
+        (second["metadata"]["duplicate-of"] == first["id"]).then_some(())
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "uploads did not use the cache again within 10 s of redis restarting"
+    );
+    eprintln!("cache in use again {:?} after redis restarted", restarted.elapsed());
+    let (status, body, _) = readyz(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cache"]["status"], "ok", "{body}");
+
+    server.stop().await;
+    eprintln!("total {:?}", test_started.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// The real binary as a child process.
+
+/// A config file for `airlock serve` and the directories it names.
+struct ServeSetup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// A TOML basic string holding `path`.
+fn toml_path(path: &Path) -> String {
+    let text = path.to_str().expect("utf-8 path");
+    assert!(
+        !text.contains(['"', '\\']) && !text.chars().any(char::is_control),
+        "unexpected characters in {text}"
+    );
+    format!("\"{text}\"")
+}
+
+impl ServeSetup {
+    /// One client (alice) and the `sha256` processor.
+    fn new(grace_seconds: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let setup = Self { dir, port };
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace_seconds = {grace_seconds}
+
+[storage]
+backend = "local"
+path = {data}
+
+[runtime]
+compiled_cache_dir = {compiled}
+
+[[clients]]
+name = "alice"
+api_key = "{ALICE}"
+
+[[plugins]]
+name = "sha256"
+component = {component}
+hook = "processor"
+order = 30
+on_failure = "fail-open"
+[plugins.budget]
+timeout_ms = 10000
+"#,
+            data = toml_path(&setup.data()),
+            compiled = toml_path(&std::env::temp_dir().join("airlock-test-compiled")),
+            component = toml_path(&plugin_path("sha256")),
+        );
+        std::fs::write(setup.config_path(), config).unwrap();
+        setup
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("airlock.toml")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.data().join(".tmp")
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `airlock serve --config …` and waits for `/healthz`.
+    async fn serve(&self, run: &str) -> ServerProcess {
+        let log_path = self.dir.path().join(format!("{run}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_LISTEN")
+            .env_remove("AIRLOCK_CLIENT_ALICE_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut server = ServerProcess {
+            child,
+            log: log_path,
+        };
+        let http = reqwest::Client::new();
+        let url = format!("{}/healthz", self.base());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("airlock exited with {status} at start:\n{}", server.log());
+            }
+            if let Ok(response) = http.get(&url).send().await
+                && response.status() == 200
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "airlock did not answer /healthz within 15 s:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("{run}: up in {:?}", started.elapsed());
+        server
+    }
+}
+
+/// A running `airlock serve`; SIGKILLed on drop if still running.
+struct ServerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = &mut self.child;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A body of `chunks` chunks of `chunk_size` bytes, one every `every`.
+fn slow_body(chunks: usize, chunk_size: usize, every: Duration) -> (Bytes, reqwest::Body) {
+    let seed = uuid::Uuid::new_v4().as_bytes()[0] as usize;
+    let content: Bytes = (0..chunks * chunk_size)
+        .map(|i| ((i * 31 + seed) % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let source = content.clone();
+    let stream = futures::stream::unfold(0usize, move |i| {
+        let source = source.clone();
+        async move {
+            if i == chunks {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(every).await;
+            }
+            let chunk = source.slice(i * chunk_size..(i + 1) * chunk_size);
+            Some((Ok::<_, std::io::Error>(chunk), i + 1))
+        }
+    });
+    (content, reqwest::Body::wrap_stream(stream))
+}
+
+/// Sends `body` as an upload in a task of its own.
+fn spawn_upload(
+    base: &str,
+    body: reqwest::Body,
+) -> tokio::task::JoinHandle<Result<(u16, String), reqwest::Error>> {
+    let url = format!("{base}/v1/uploads?filename=slow.bin");
+    tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(ALICE)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    })
+}
+
+/// The `.part` files in `dir` and their sizes.
+fn part_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "part"))
+        .map(|p| {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, size)
+        })
+        .collect()
+}
+
+/// Every file under `dir`, recursively (none if it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Waits until the server has written at least `min` bytes of a `.part`
+/// file and it has grown since first seen.
+async fn wait_for_growing_part(tmp: &Path, min: u64) -> (PathBuf, u64) {
+    let first = poll(Duration::from_secs(10), || async {
+        part_files(tmp).into_iter().find(|(_, size)| *size > 0)
+    })
+    .await
+    .expect("no .part file with content appeared in .tmp/");
+    poll(Duration::from_secs(10), || async {
+        part_files(tmp)
+            .into_iter()
+            .find(|(path, size)| *path == first.0 && *size > first.1 && *size >= min)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{} did not grow past {min} bytes", first.0.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned() {
+    let test_started = Instant::now();
+    let setup = ServeSetup::new(5);
+    let mut server = setup.serve("first").await;
+
+    // 2 MiB over ~3 s.
+    let (_, body) = slow_body(32, 64 << 10, Duration::from_millis(95));
+    let upload = spawn_upload(&setup.base(), body);
+    let (part, size) = wait_for_growing_part(&setup.tmp(), 256 << 10).await;
+    eprintln!("{} has {size} bytes: SIGKILL", part.display());
+    server.child.kill().unwrap();
+    let status = server.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.is_some(), "airlock did not die on SIGKILL");
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), upload)
+        .await
+        .expect("the client did not notice the server dying")
+        .unwrap();
+    assert!(
+        !matches!(outcome, Ok((201, _))),
+        "an upload cut off by SIGKILL cannot have been accepted: {outcome:?}"
+    );
+
+    // Nothing of that upload was committed; its temp file is still there.
+    let uploads = files_under(&setup.data().join("uploads"));
+    assert!(
+        uploads.is_empty(),
+        "a killed upload left files under uploads/: {uploads:?}"
+    );
+    assert!(
+        part.exists(),
+        "SIGKILL runs no cleanup, so the .part file is still there"
+    );
+    drop(server);
+
+    // A restart removes the leftovers before serving.
+    let server = setup.serve("second").await;
+    let left: Vec<_> = std::fs::read_dir(setup.tmp())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temp files survived a restart: {left:?}");
+
+    // And the service works: a fresh upload round-trips byte-exact.
+    let http = reqwest::Client::new();
+    let bytes: Bytes = (0..300_000u32)
+        .map(|i| (i % 253) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let response = http
+        .post(format!("{}/v1/uploads?filename=after.bin", setup.base()))
+        .bearer_auth(ALICE)
+        .header("content-type", "application/octet-stream")
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    let record = json(response, 201).await;
+    assert_eq!(record["sha256"], sha(&bytes), "{record}");
+    assert_eq!(record["metadata"]["sha256"], sha(&bytes), "{record}");
+    let id = record["id"].as_str().unwrap();
+    let got = http
+        .get(format!("{}/v1/uploads/{id}/content", setup.base()))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap(), bytes);
+    let stored = files_under(&setup.data().join("uploads"));
+    assert!(
+        stored
+            .iter()
+            .all(|p| p.starts_with(setup.data().join("uploads").join(id))),
+        "only the fresh upload is stored: {stored:?}"
+    );
+    drop(server);
+    eprintln!("total {:?}", test_started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_uploads() {
+    let test_started = Instant::now();
+    const GRACE: Duration = Duration::from_secs(5);
+    let setup = ServeSetup::new(GRACE.as_secs());
+    let mut server = setup.serve("server").await;
+
+    // 1 MiB over ~1.5 s.
+    let (content, body) = slow_body(16, 64 << 10, Duration::from_millis(100));
+    let upload = spawn_upload(&setup.base(), body);
+    wait_for_growing_part(&setup.tmp(), 128 << 10).await;
+    assert!(!upload.is_finished(), "the upload finished too early");
+
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(&pid)
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+    let termed = Instant::now();
+
+    // New connections are refused while the upload is still being drained.
+    let addr = format!("127.0.0.1:{}", setup.port);
+    let refused = poll(Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(&addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "new connections still accepted 2 s after SIGTERM:\n{}",
+        server.log()
+    );
+    assert!(
+        !upload.is_finished(),
+        "the upload finished before the refusal could be seen while draining"
+    );
+    eprintln!(
+        "connections refused {:?} after SIGTERM, upload still in flight",
+        termed.elapsed()
+    );
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), upload)
+        .await
+        .expect("the in-flight upload did not finish")
+        .unwrap();
+    let (status, text) = outcome.unwrap_or_else(|e| {
+        panic!(
+            "the in-flight upload failed after SIGTERM: {e}\n{}",
+            server.log()
+        )
+    });
+    assert_eq!(status, 201, "{text}");
+    eprintln!("upload answered {:?} after SIGTERM", termed.elapsed());
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["size"], content.len(), "{record}");
+    assert_eq!(record["sha256"], sha(&content), "{record}");
+    assert_eq!(record["metadata"]["sha256"], sha(&content), "{record}");
+
+    let exit = server
+        .wait_exit(GRACE.saturating_sub(termed.elapsed()))
+        .await;
+    let Some(exit) = exit else {
+        panic!(
+            "airlock still running {:?} after SIGTERM (grace {GRACE:?}):\n{}",
+            termed.elapsed(),
+            server.log()
+        );
+    };
+    assert!(exit.success(), "exit {exit}:\n{}", server.log());
+    eprintln!("exited {exit} {:?} after SIGTERM", termed.elapsed());
+
+    // The drained upload is committed whole.
+    let id = record["id"].as_str().unwrap();
+    let dir = setup.data().join("uploads").join(id);
+    assert!(dir.join("record.json").is_file(), "{}", dir.display());
+    assert_eq!(std::fs::read(dir.join("content")).unwrap(), content);
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "something still listens on {addr}"
+    );
+    eprintln!("total {:?}", test_started.elapsed());
+}
