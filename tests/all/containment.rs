@@ -467,3 +467,48 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_lists_disables_and_enables() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(
+        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
+        dir,
+    )
+    .await;
+    let run = |args: &[&str]| {
+        let mut all = vec!["admin", "--url", &server.base, "--token", ADMIN];
+        all.extend_from_slice(args);
+        let args: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        }
+    };
+    let (code, text) = run(&["plugins", "disable", "cache-storm"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["plugins", "list"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    let line = text.lines().find(|l| l.starts_with("cache-storm")).unwrap();
+    assert!(line.contains("disabled"), "{text}");
+    let (code, _) = run(&["plugins", "enable", "cache-storm"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        plugin_state(&server, "cache-storm").await["state"],
+        "active"
+    );
+    let (code, text) = run(&["plugins", "enable", "no-such-plugin"]).await;
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no plugin named `no-such-plugin`"), "{text}");
+    let (code, text) = run(&["reload"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    server.stop().await;
+}

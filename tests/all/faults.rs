@@ -216,7 +216,10 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
         recovered.is_some(),
         "uploads did not use the cache again within 10 s of redis restarting"
     );
-    eprintln!("cache in use again {:?} after redis restarted", restarted.elapsed());
+    eprintln!(
+        "cache in use again {:?} after redis restarted",
+        restarted.elapsed()
+    );
     let (status, body, _) = readyz(&server).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cache"]["status"], "ok", "{body}");
@@ -583,7 +586,10 @@ async fn sigterm_drains_in_flight_uploads() {
     // New connections are refused while the upload is still being drained.
     let addr = format!("127.0.0.1:{}", setup.port);
     let refused = poll(Duration::from_secs(2), || async {
-        tokio::net::TcpStream::connect(&addr).await.is_err().then_some(())
+        tokio::net::TcpStream::connect(&addr)
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     assert!(
