@@ -347,15 +347,12 @@ async fn serve_object(
     etag: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let (Some(etag), Some(inm)) = (etag, headers.get(header::IF_NONE_MATCH)) {
-        if inm
+    if let (Some(etag), Some(inm)) = (etag, headers.get(header::IF_NONE_MATCH))
+        && inm
             .to_str()
             .is_ok_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-        {
-            return Ok(
-                (StatusCode::NOT_MODIFIED, [(header::ETAG, etag.to_string())]).into_response(),
-            );
-        }
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag.to_string())]).into_response());
     }
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(spec) => match parse_range(spec, size) {
