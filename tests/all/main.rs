@@ -20,3 +20,4 @@ mod incident;
 mod isolation;
 mod loading;
 mod real_plugins;
+mod s3_outage;
