@@ -1,10 +1,10 @@
 //! Wiring: builds storage, cache, runtime, plugins and the HTTP app from a
 //! [`Config`], and serves it until a shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -193,12 +193,28 @@ impl App {
             ..
         } = self;
         let reload_on_hup = tokio::spawn(reload_on_sighup(admin));
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let signalled_at = Arc::new(std::sync::OnceLock::new());
+        let (notify, at) = (Arc::clone(&signalled), Arc::clone(&signalled_at));
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            at.get_or_init(Instant::now);
+            notify.notify_one();
+        });
+        // In-flight requests get the grace period; a stalled client must not
+        // hold a shutdown (a deploy) forever.
+        tokio::select! {
+            served = server.into_future() => served?,
+            () = async {
+                signalled.notified().await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(?grace, "shutdown grace ran out; closing the connections still open"),
+        }
         reload_on_hup.abort();
         service.close_queue();
-        if workers.drain(grace).await {
+        let since_signal = signalled_at.get().map_or(Duration::ZERO, Instant::elapsed);
+        let left = grace.saturating_sub(since_signal);
+        if workers.drain(left).await {
             tracing::info!("post-store queue drained");
         } else {
             tracing::warn!(

@@ -647,3 +647,41 @@ async fn sigterm_drains_in_flight_uploads() {
     );
     eprintln!("total {:?}", test_started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
+    const GRACE: Duration = Duration::from_secs(1);
+    let setup = ServeSetup::new(GRACE.as_secs());
+    let mut server = setup.serve("server").await;
+    // 64 KiB, then nothing for a minute.
+    let (_, body) = slow_body(2, 64 << 10, Duration::from_secs(60));
+    let upload = spawn_upload(&setup.base(), body);
+    let tmp = setup.tmp();
+    let receiving = poll(Duration::from_secs(10), || async {
+        part_files(&tmp).into_iter().find(|(_, size)| *size > 0)
+    })
+    .await;
+    assert!(receiving.is_some(), "the upload never reached the server");
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(&pid)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let termed = Instant::now();
+    let exit = server.wait_exit(GRACE + Duration::from_secs(4)).await;
+    let Some(exit) = exit else {
+        panic!(
+            "still running {:?} after SIGTERM with a {GRACE:?} grace:\n{}",
+            termed.elapsed(),
+            server.log()
+        );
+    };
+    assert!(exit.success(), "exit {exit}:\n{}", server.log());
+    // The cut-off upload is not stored.
+    assert!(files_under(&setup.data().join("uploads")).is_empty());
+    upload.abort();
+}

@@ -21,3 +21,4 @@ mod isolation;
 mod loading;
 mod real_plugins;
 mod s3_outage;
+mod storage;

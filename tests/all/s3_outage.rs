@@ -10,7 +10,6 @@ use airlock::config::StorageBackend;
 use airlock::storage::S3Settings;
 use sha2::{Digest, Sha256};
 
-use crate::common::*;
 use crate::harness::*;
 
 fn garage_bin() -> PathBuf {

@@ -130,9 +130,9 @@ async fn local_store() -> (tempfile::TempDir, LocalStore) {
 fn s3_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "{name} is not set: the S3 tests need the test Garage node. Start it with \
-             `eval \"$(scripts/s3-server.sh start)\"` (after scripts/install-s3-server.sh), \
-             then rerun the tests"
+            "{name} is not set: the S3 tests need the test Garage node. Run the test \
+             command (scripts/test.sh), or `eval \"$(scripts/s3-server.sh start)\"` \
+             (after scripts/install-s3-server.sh) and rerun the tests"
         )
     })
 }

@@ -197,6 +197,27 @@ impl Plugin {
     #[tracing::instrument(name = "plugin", skip_all, fields(plugin = %self.name, upload = %upload.id))]
     pub async fn invoke(&self, upload: &UploadInfo, content: Arc<dyn ContentSource>) -> Invocation {
         let started = Instant::now();
+        let timeout = Duration::from_millis(self.budget.timeout_ms);
+        // Declared before the store so the slot is released after the
+        // store (and its pooled instance) is dropped.
+        let _slot = match tokio::time::timeout(timeout, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Invocation {
+                    outcome: Err(InvokeError::Host {
+                        plugin: self.name.to_string(),
+                        reason: "no free instance slot within its timeout (runtime.max_instances)"
+                            .into(),
+                    }),
+                    report: UsageReport {
+                        fuel_used: None,
+                        usage: Usage::default(),
+                        wall_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        budget: self.budget,
+                    },
+                };
+            }
+        };
         let size = content.size();
         let state = HostState::new(
             Arc::clone(&self.name),
@@ -234,9 +255,8 @@ impl Plugin {
             size,
             metadata: upload.metadata.clone(),
         };
-        let timeout = Duration::from_millis(self.budget.timeout_ms) + OUTER_GRACE;
         let call = self.call(&mut store, record, content);
-        let raw = match tokio::time::timeout(timeout, call).await {
+        let raw = match tokio::time::timeout(timeout + OUTER_GRACE, call).await {
             Ok(raw) => raw,
             Err(_) => Err(wasmtime::Error::new(OverBudget {
                 limit: Limit::Timeout,

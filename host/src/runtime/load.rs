@@ -129,6 +129,7 @@ pub struct Plugin {
     pub(super) budget: Budget,
     pub(super) cache: PluginCache,
     pub(super) fuel_metering: bool,
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Plugin {
@@ -201,6 +202,7 @@ impl PluginRuntime {
             budget,
             cache,
             fuel_metering: self.config.fuel_metering,
+            slots: Arc::clone(&self.slots),
         })
     }
 

@@ -65,6 +65,9 @@ pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
+    // One permit per pooled instance slot: invocations wait for a slot
+    // rather than failing when the pool is momentarily full.
+    slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -100,6 +103,7 @@ impl PluginRuntime {
         Ok(Self {
             engine,
             linker,
+            slots: Arc::new(tokio::sync::Semaphore::new(instances as usize)),
             config,
             _ticker: ticker,
         })
