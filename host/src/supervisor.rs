@@ -5,6 +5,7 @@
 //! re-enables it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -205,12 +206,49 @@ struct GuardState {
 
 /// One plugin's bulkhead and circuit breaker.
 pub struct Guard {
-    plugin: String,
     containment: Containment,
     bulkhead: Semaphore,
+    shared: Arc<Shared>,
+}
+
+/// The part of a guard that background state refreshes also hold.
+struct Shared {
+    plugin: String,
     store: Arc<StateStore>,
     metrics: Arc<Metrics>,
     state: Mutex<GuardState>,
+    refreshing: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GuardState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_fresh(&self) -> bool {
+        self.lock()
+            .viewed_at
+            .is_some_and(|at| at.elapsed() < STATE_REFRESH)
+    }
+
+    /// Reads the shared state (publishing a pending trip first). A store
+    /// that does not answer leaves the last view in place.
+    async fn refresh(&self) {
+        let unpublished = self.lock().unpublished.clone();
+        if let Some(record) = &unpublished
+            && self.store.set(&self.plugin, record).await.is_ok()
+        {
+            self.lock().unpublished = None;
+        }
+        let fetched = self.store.get(&self.plugin).await;
+        let mut state = self.lock();
+        state.viewed_at = Some(Instant::now());
+        if let Ok(record) = fetched {
+            state.view = record.or_else(|| state.unpublished.clone());
+        }
+        self.metrics
+            .plugin_active(&self.plugin, state.view.is_none());
+    }
 }
 
 impl Guard {
@@ -222,17 +260,20 @@ impl Guard {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            plugin: plugin.into(),
             containment,
             bulkhead: Semaphore::new(containment.max_concurrency.max(1) as usize),
-            store,
-            metrics,
-            state: Mutex::default(),
+            shared: Arc::new(Shared {
+                plugin: plugin.into(),
+                store,
+                metrics,
+                state: Mutex::default(),
+                refreshing: AtomicBool::new(false),
+            }),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GuardState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.lock()
     }
 
     /// The containment settings.
@@ -246,45 +287,38 @@ impl Guard {
         (state.counters, state.last_violation.clone())
     }
 
-    /// This node's view of the shared state, refreshed when stale. A store
-    /// that does not answer leaves the last view in place.
+    /// This node's view of the shared state, refreshed first when stale.
     pub async fn state(&self) -> Option<StateRecord> {
-        let (fresh, unpublished) = {
-            let state = self.lock();
-            let fresh = state
-                .viewed_at
-                .is_some_and(|at| at.elapsed() < STATE_REFRESH);
-            (fresh, state.unpublished.clone())
-        };
-        if !fresh {
-            if let Some(record) = &unpublished
-                && self.store.set(&self.plugin, record).await.is_ok()
-            {
-                self.lock().unpublished = None;
-            }
-            let fetched = self.store.get(&self.plugin).await;
-            let mut state = self.lock();
-            state.viewed_at = Some(Instant::now());
-            if let Ok(record) = fetched {
-                state.view = record.or_else(|| state.unpublished.clone());
-            }
-            self.metrics
-                .plugin_active(&self.plugin, state.view.is_none());
+        if !self.shared.is_fresh() {
+            self.shared.refresh().await;
+        }
+        self.lock().view.clone()
+    }
+
+    /// The current view without waiting: a stale view is refreshed in the
+    /// background, so a slow or dead store never delays an upload.
+    fn state_now(&self) -> Option<StateRecord> {
+        if !self.shared.is_fresh() && !self.shared.refreshing.swap(true, Ordering::AcqRel) {
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                shared.refresh().await;
+                shared.refreshing.store(false, Ordering::Release);
+            });
         }
         self.lock().view.clone()
     }
 
     /// Admits one invocation, or says why not.
     pub async fn admit(&self) -> Result<SemaphorePermit<'_>, Refusal> {
-        let refused = match self.state().await {
+        let refused = match self.state_now() {
             Some(StateRecord {
                 state: PluginState::Disabled,
                 ..
             }) => Some(Refusal::Disabled {
-                plugin: self.plugin.clone(),
+                plugin: self.shared.plugin.clone(),
             }),
             Some(StateRecord { reason, .. }) => Some(Refusal::Quarantined {
-                plugin: self.plugin.clone(),
+                plugin: self.shared.plugin.clone(),
                 reason,
             }),
             None => None,
@@ -296,7 +330,7 @@ impl Guard {
                 match tokio::time::timeout(wait, self.bulkhead.acquire()).await {
                     Ok(Ok(permit)) => Ok(permit),
                     _ => Err(Refusal::Busy {
-                        plugin: self.plugin.clone(),
+                        plugin: self.shared.plugin.clone(),
                         running: self.containment.max_concurrency,
                         waited_ms: self.containment.max_wait_ms,
                     }),
@@ -355,10 +389,12 @@ impl Guard {
             }
         };
         if let Some(record) = trip {
-            tracing::error!(plugin = %self.plugin, reason = %record.reason, "plugin quarantined");
-            self.metrics.plugin_active(&self.plugin, false);
-            if let Err(e) = self.store.set(&self.plugin, &record).await {
-                tracing::warn!(plugin = %self.plugin, error = %e, "cannot share quarantine yet; will retry");
+            tracing::error!(plugin = %self.shared.plugin, reason = %record.reason, "plugin quarantined");
+            self.shared
+                .metrics
+                .plugin_active(&self.shared.plugin, false);
+            if let Err(e) = self.shared.store.set(&self.shared.plugin, &record).await {
+                tracing::warn!(plugin = %self.shared.plugin, error = %e, "cannot share quarantine yet; will retry");
                 self.lock().unpublished = Some(record);
             }
         }
@@ -366,14 +402,14 @@ impl Guard {
 
     /// Operator: invoke the plugin again; forgets its recent violations.
     pub async fn enable(&self) -> Result<(), BackendError> {
-        self.store.clear(&self.plugin).await?;
+        self.shared.store.clear(&self.shared.plugin).await?;
         let mut state = self.lock();
         state.recent.clear();
         state.view = None;
         state.unpublished = None;
         state.viewed_at = Some(Instant::now());
-        self.metrics.plugin_active(&self.plugin, true);
-        tracing::info!(plugin = %self.plugin, "plugin enabled by an operator");
+        self.shared.metrics.plugin_active(&self.shared.plugin, true);
+        tracing::info!(plugin = %self.shared.plugin, "plugin enabled by an operator");
         Ok(())
     }
 
@@ -384,12 +420,14 @@ impl Guard {
             since: now_secs(),
             reason: "disabled by an operator".into(),
         };
-        self.store.set(&self.plugin, &record).await?;
+        self.shared.store.set(&self.shared.plugin, &record).await?;
         let mut state = self.lock();
         state.view = Some(record);
         state.viewed_at = Some(Instant::now());
-        self.metrics.plugin_active(&self.plugin, false);
-        tracing::info!(plugin = %self.plugin, "plugin disabled by an operator");
+        self.shared
+            .metrics
+            .plugin_active(&self.shared.plugin, false);
+        tracing::info!(plugin = %self.shared.plugin, "plugin disabled by an operator");
         Ok(())
     }
 }
