@@ -202,6 +202,9 @@ struct GuardState {
     unpublished: Option<StateRecord>,
     counters: GuardCounters,
     last_violation: Option<Violation>,
+    // Bumped by every local change of state, so a refresh that read the
+    // store before the change does not undo it.
+    generation: u64,
 }
 
 /// One plugin's bulkhead and circuit breaker.
@@ -234,7 +237,10 @@ impl Shared {
     /// Reads the shared state (publishing a pending trip first). A store
     /// that does not answer leaves the last view in place.
     async fn refresh(&self) {
-        let unpublished = self.lock().unpublished.clone();
+        let (unpublished, generation) = {
+            let state = self.lock();
+            (state.unpublished.clone(), state.generation)
+        };
         if let Some(record) = &unpublished
             && self.store.set(&self.plugin, record).await.is_ok()
         {
@@ -242,6 +248,9 @@ impl Shared {
         }
         let fetched = self.store.get(&self.plugin).await;
         let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
         state.viewed_at = Some(Instant::now());
         if let Ok(record) = fetched {
             state.view = record.or_else(|| state.unpublished.clone());
@@ -383,6 +392,7 @@ impl Guard {
                 };
                 state.view = Some(record.clone());
                 state.viewed_at = Some(now);
+                state.generation += 1;
                 Some(record)
             } else {
                 None
@@ -408,6 +418,7 @@ impl Guard {
         state.view = None;
         state.unpublished = None;
         state.viewed_at = Some(Instant::now());
+        state.generation += 1;
         self.shared.metrics.plugin_active(&self.shared.plugin, true);
         tracing::info!(plugin = %self.shared.plugin, "plugin enabled by an operator");
         Ok(())
@@ -424,6 +435,7 @@ impl Guard {
         let mut state = self.lock();
         state.view = Some(record);
         state.viewed_at = Some(Instant::now());
+        state.generation += 1;
         self.shared
             .metrics
             .plugin_active(&self.shared.plugin, false);
