@@ -26,8 +26,13 @@ step "redis: making sure one answers on 127.0.0.1:6379"
 scripts/redis.sh ensure
 
 step "s3 server: starting a garage single node on loopback"
-eval "$(scripts/s3-server.sh start)"
-trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
+# Stop it afterwards only if this run started it (another run may share it).
+if scripts/s3-server.sh status 2>/dev/null; then
+  eval "$(scripts/s3-server.sh env 2>/dev/null)"
+else
+  eval "$(scripts/s3-server.sh start)"
+  trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
+fi
 
 step "format and lint"
 cargo fmt --all -- --check
