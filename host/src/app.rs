@@ -128,9 +128,7 @@ impl App {
                 .compiled_cache_dir
                 .clone()
                 .or_else(|| Some(config.storage.path.join(".compiled"))),
-            max_component_bytes: config.runtime.max_component_bytes,
-            max_memory_bytes: config.runtime.max_memory_bytes,
-            max_instances: config.runtime.max_instances,
+            ..config.runtime.clone()
         })?);
         let plugins = load_plugins(&runtime, config, &cache, embedded, &metrics)?;
         let (service, workers) = UploadService::start(

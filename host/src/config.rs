@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::cache::CachePolicy;
-use crate::runtime::HookKind;
+use crate::runtime::{HookKind, RuntimeConfig};
 use crate::storage::S3Settings;
 use crate::supervisor::Containment;
 
@@ -27,7 +27,7 @@ pub struct Config {
     /// The plugins' shared cache.
     pub cache: CacheConfig,
     /// The WebAssembly runtime.
-    pub runtime: RuntimeSettings,
+    pub runtime: RuntimeConfig,
     /// The operators' API.
     pub admin: AdminConfig,
     /// API clients; none means unauthenticated uploads, loopback only.
@@ -137,33 +137,6 @@ pub enum CacheBackendKind {
     Memory,
     /// Redis, shared by every node.
     Redis,
-}
-
-/// `[runtime]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuntimeSettings {
-    /// Where compiled components are cached; empty = `<storage.path>/.compiled`
-    /// for local storage, none otherwise.
-    pub compiled_cache_dir: Option<PathBuf>,
-    /// Plugin instances that may run at once, all plugins together.
-    pub max_instances: u32,
-    /// Largest `memory_bytes` any budget may grant.
-    pub max_memory_bytes: u64,
-    /// Largest component file accepted.
-    pub max_component_bytes: u64,
-}
-
-impl Default for RuntimeSettings {
-    fn default() -> Self {
-        let defaults = crate::runtime::RuntimeConfig::default();
-        Self {
-            compiled_cache_dir: None,
-            max_instances: defaults.max_instances,
-            max_memory_bytes: defaults.max_memory_bytes,
-            max_component_bytes: defaults.max_component_bytes,
-        }
-    }
 }
 
 /// `[admin]`

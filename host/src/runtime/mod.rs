@@ -27,13 +27,17 @@ pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
 /// How often the epoch ticks: the resolution of wall-clock budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Settings of the runtime itself (not of any one plugin).
-#[derive(Debug, Clone)]
+/// Settings of the runtime itself (not of any one plugin); `[runtime]` in
+/// the config file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Count fuel. Off only to measure what metering costs.
+    /// Count fuel. Off only to measure what metering costs, so not a config
+    /// key: a service always meters.
+    #[serde(skip)]
     pub fuel_metering: bool,
     /// Where compiled components are kept between runs; `None` compiles
-    /// every time.
+    /// every time (the service defaults it to `<storage.path>/.compiled`).
     pub compiled_cache_dir: Option<PathBuf>,
     /// Largest component file accepted.
     pub max_component_bytes: u64,
