@@ -344,6 +344,52 @@ async fn over_the_body_limit_is_413_and_a_wrong_type_is_415() {
 }
 
 #[tokio::test]
+async fn the_body_limit_covers_all_files_of_a_multipart_upload() {
+    let server = TestServer::start(Backends::Local).await;
+    // Bob may send 64 KiB per request; two 40 KiB files are one too many.
+    let mut png = fixture_bytes("picture.png").to_vec();
+    png.resize(40 << 10, 0);
+    let part = |name: &str| {
+        reqwest::multipart::Part::bytes(png.clone())
+            .file_name(name.to_string())
+            .mime_str("image/png")
+            .unwrap()
+    };
+    let form = reqwest::multipart::Form::new()
+        .part("a", part("a.png"))
+        .part("b", part("b.png"));
+    let response = server
+        .http
+        .post(server.url("/v1/uploads"))
+        .bearer_auth(BOB)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(response, 413).await["error"]["code"], "too_large");
+    // The first file was stored, then removed with the failed request.
+    let stored = walk(&server._dir.path().join("uploads"));
+    assert!(stored.is_empty(), "{stored:?}");
+    server.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                vec![e.path()]
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
 async fn a_plugin_reject_is_422_naming_the_plugin() {
     let server = TestServer::start(Backends::Local).await;
     let body = json(

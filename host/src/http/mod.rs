@@ -235,24 +235,15 @@ async fn receive_upload(
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let mut records = Vec::new();
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?
+        if let Err(err) =
+            receive_parts(state, client, &mut multipart, &mut records, query.wait).await
         {
-            // Plain form fields are not files.
-            let Some(filename) = field.file_name().map(str::to_string) else {
-                continue;
-            };
-            let part_type = field
-                .content_type()
-                .unwrap_or("application/octet-stream")
-                .to_string();
-            let ingested = state
-                .service
-                .ingest(client, &filename, &part_type, field)
-                .await?;
-            records.push(finish(ingested, query.wait).await);
+            // All or nothing: a request that fails part-way leaves no upload
+            // behind that its client never learnt the id of.
+            for record in &records {
+                let _ = state.service.delete(client, &record.id).await;
+            }
+            return Err(err);
         }
         if records.is_empty() {
             return Err(ApiError::bad_request("multipart body has no file part"));
@@ -267,6 +258,40 @@ async fn receive_upload(
             .await?;
         Ok(serde_json::to_value(finish(ingested, query.wait).await).unwrap_or_default())
     }
+}
+
+/// Stores each file part of `multipart`, appending its record to `records`.
+async fn receive_parts(
+    state: &AppState,
+    client: &Client,
+    multipart: &mut Multipart,
+    records: &mut Vec<UploadRecord>,
+    wait: bool,
+) -> Result<(), ApiError> {
+    // The body limit covers the whole request: each file gets what the
+    // files before it left.
+    let mut remaining = client.clone();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        // Plain form fields are not files.
+        let Some(filename) = field.file_name().map(str::to_string) else {
+            continue;
+        };
+        let part_type = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let ingested = state
+            .service
+            .ingest(&remaining, &filename, &part_type, field)
+            .await?;
+        remaining.max_body_bytes = remaining.max_body_bytes.saturating_sub(ingested.received);
+        records.push(finish(ingested, wait).await);
+    }
+    Ok(())
 }
 
 /// The record to return: at once, or after post-store hooks with `wait`.

@@ -182,6 +182,8 @@ fn internal(err: impl std::fmt::Display) -> UploadError {
 pub struct Ingested {
     /// The record as committed.
     pub record: UploadRecord,
+    /// Bytes received from the client (before any replacement).
+    pub received: u64,
     /// Resolves with the final record once post-store hooks have run.
     pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
 }
@@ -318,6 +320,7 @@ impl UploadService {
         let temp = self.tmp_dir.join(format!("{id}.part"));
         let temp = tempfile::TempPath::try_from_path(temp).map_err(internal)?;
         let (size, sha256) = self.receive(body, &temp, client.max_body_bytes).await?;
+        let received = size;
 
         let plugins = self.plugins();
         let filename = sanitize_filename(filename);
@@ -439,6 +442,7 @@ impl UploadService {
         tracing::info!(size = record.size, "upload stored");
         Ok(Ingested {
             record,
+            received,
             post_store_done,
         })
     }
