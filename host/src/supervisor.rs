@@ -319,25 +319,17 @@ impl Guard {
 
     /// Admits one invocation, or says why not.
     pub async fn admit(&self) -> Result<SemaphorePermit<'_>, Refusal> {
-        let refused = match self.state_now() {
-            Some(StateRecord {
-                state: PluginState::Disabled,
-                ..
-            }) => Some(Refusal::Disabled {
-                plugin: self.shared.plugin.clone(),
-            }),
-            Some(StateRecord { reason, .. }) => Some(Refusal::Quarantined {
-                plugin: self.shared.plugin.clone(),
-                reason,
-            }),
-            None => None,
-        };
-        let result = match refused {
+        let result = match self.refusal() {
             Some(refusal) => Err(refusal),
             None => {
                 let wait = Duration::from_millis(self.containment.max_wait_ms);
                 match tokio::time::timeout(wait, self.bulkhead.acquire()).await {
-                    Ok(Ok(permit)) => Ok(permit),
+                    // Checked again: the plugin may have been quarantined
+                    // while this invocation waited for a slot.
+                    Ok(Ok(permit)) => match self.refusal() {
+                        Some(refusal) => Err(refusal),
+                        None => Ok(permit),
+                    },
                     _ => Err(Refusal::Busy {
                         plugin: self.shared.plugin.clone(),
                         running: self.containment.max_concurrency,
@@ -350,6 +342,18 @@ impl Guard {
             self.lock().counters.refused += 1;
         }
         result
+    }
+
+    /// Why the plugin may not run now, from this node's current view.
+    fn refusal(&self) -> Option<Refusal> {
+        let plugin = self.shared.plugin.clone();
+        match self.state_now()? {
+            StateRecord {
+                state: PluginState::Disabled,
+                ..
+            } => Some(Refusal::Disabled { plugin }),
+            StateRecord { reason, .. } => Some(Refusal::Quarantined { plugin, reason }),
+        }
     }
 
     /// Counts an invocation; trips the breaker on repeated violations.
