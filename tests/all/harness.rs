@@ -138,7 +138,7 @@ pub fn config(backends: Backends, dir: &std::path::Path) -> Config {
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -186,7 +186,7 @@ impl TestServer {
         Self {
             base,
             http,
-            _dir: dir,
+            dir,
             stop: Some(stop),
             task: Some(task),
         }
@@ -226,13 +226,19 @@ impl TestServer {
     }
 
     /// Stops gracefully (drains the post-store queue).
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        drop(self.stop_keeping_files().await);
+    }
+
+    /// Stops gracefully and hands over the storage dir for inspection.
+    pub async fn stop_keeping_files(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+        self.dir
     }
 }
 

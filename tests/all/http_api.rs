@@ -367,10 +367,11 @@ async fn the_body_limit_covers_all_files_of_a_multipart_upload() {
         .await
         .unwrap();
     assert_eq!(json(response, 413).await["error"]["code"], "too_large");
-    // The first file was stored, then removed with the failed request.
-    let stored = walk(&server._dir.path().join("uploads"));
+    // The first file was stored, then removed with the failed request (its
+    // post-store artifacts too, once the queue has drained).
+    let dir = server.stop_keeping_files().await;
+    let stored = walk(&dir.path().join("uploads"));
     assert!(stored.is_empty(), "{stored:?}");
-    server.stop().await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
