@@ -94,13 +94,13 @@ pub fn load_as(
     backend: &Arc<dyn CacheBackend>,
     policy: CachePolicy,
 ) -> Plugin {
+    load_with_cache(component, name, budget, plugin_cache(backend, name, policy))
+}
+
+/// Loads the component of plugin `component` as `name` with `cache`.
+pub fn load_with_cache(component: &str, name: &str, budget: Budget, cache: PluginCache) -> Plugin {
     runtime()
-        .load_file(
-            name,
-            &plugin_path(component),
-            budget,
-            plugin_cache(backend, name, policy),
-        )
+        .load_file(name, &plugin_path(component), budget, cache)
         .unwrap_or_else(|e| panic!("loading {component}: {e}"))
 }
 

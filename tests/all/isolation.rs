@@ -1,27 +1,104 @@
 //! Cache namespaces and quotas: a plugin sees only its own keys and keeps
-//! no more than its quota.
+//! no more than its quota — the same on the in-memory backend and on real
+//! Redis.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::budget::Budget;
-use airlock::cache::{CacheError, CachePolicy, PutMode, Quota};
+use airlock::cache::{
+    CacheBackend, CacheError, CachePolicy, PluginCache, PutMode, Quota, RedisBackend,
+};
 use airlock::runtime::InvokeError;
 
 use crate::common::*;
+use crate::harness::redis_url;
 
 const WITHIN: Duration = Duration::from_secs(1);
 
-#[tokio::test]
-async fn plugins_share_a_backend_but_not_keys() {
-    let backend = memory_backend();
-    let a = plugin_cache(&backend, "a", CachePolicy::default());
-    let b = plugin_cache(&backend, "b", CachePolicy::default());
-    a.put("k", "from a".into(), 60, PutMode::Overwrite, WITHIN)
+/// A backend and a key prefix no other test uses.
+pub struct Backend {
+    backend: Arc<dyn CacheBackend>,
+    prefix: String,
+}
+
+impl Backend {
+    fn cache(&self, plugin: &str, policy: CachePolicy) -> PluginCache {
+        PluginCache::new(
+            Arc::clone(&self.backend),
+            &self.prefix,
+            plugin,
+            policy,
+            Duration::from_millis(500),
+        )
+    }
+
+    /// Bytes a key of `plugin` takes in the quota (the full key is counted).
+    fn key_bytes(&self, plugin: &str, key: &str) -> u64 {
+        (self.prefix.len() + 1 + plugin.len() + 1 + key.len()) as u64
+    }
+}
+
+fn unique_prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn memory() -> Backend {
+    Backend {
+        backend: memory_backend(),
+        prefix: unique_prefix(),
+    }
+}
+
+async fn redis() -> Backend {
+    let backend = RedisBackend::connect(&redis_url(), Duration::from_secs(2))
         .await
-        .unwrap();
-    assert_eq!(b.get("k", WITHIN).await.unwrap(), None);
+        .expect("redis on 127.0.0.1");
+    Backend {
+        backend: Arc::new(backend),
+        prefix: unique_prefix(),
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::memory().await).await })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::redis().await).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    plugins_share_a_backend_but_not_keys,
+    a_plugin_key_cannot_reach_into_another_namespace,
+    the_same_component_under_two_names_has_two_caches,
+    add_is_set_if_absent,
+    ttls_are_capped_by_the_operator,
+    key_quota_refuses_new_keys_but_allows_updates_and_frees_on_delete,
+    byte_quota_counts_keys_and_values,
+    key_flood_plugin_meets_its_quota_not_the_whole_cache,
+);
+
+async fn put(cache: &PluginCache, key: &str, value: &'static [u8]) -> Result<bool, CacheError> {
+    cache
+        .put(key, value.into(), 60, PutMode::Overwrite, WITHIN)
+        .await
+}
+
+async fn plugins_share_a_backend_but_not_keys(b: Backend) {
+    let (a, other) = (
+        b.cache("a", CachePolicy::default()),
+        b.cache("b", CachePolicy::default()),
+    );
+    put(&a, "k", b"from a").await.unwrap();
+    assert_eq!(other.get("k", WITHIN).await.unwrap(), None);
     assert!(
-        !b.delete("k", WITHIN).await.unwrap(),
+        !other.delete("k", WITHIN).await.unwrap(),
         "b cannot delete a's key"
     );
     assert_eq!(
@@ -30,27 +107,34 @@ async fn plugins_share_a_backend_but_not_keys() {
     );
 }
 
-#[tokio::test]
-async fn a_plugin_key_cannot_reach_into_another_namespace() {
+async fn a_plugin_key_cannot_reach_into_another_namespace(b: Backend) {
     // A key that looks like another plugin's full key stays inside the
     // caller's namespace.
-    let backend = memory_backend();
-    let a = plugin_cache(&backend, "a", CachePolicy::default());
-    let b = plugin_cache(&backend, "b", CachePolicy::default());
-    a.put("secret", "x".into(), 60, PutMode::Overwrite, WITHIN)
-        .await
-        .unwrap();
-    assert_eq!(b.get("test:a:secret", WITHIN).await.unwrap(), None);
-    assert_eq!(b.get("../a:secret", WITHIN).await.unwrap(), None);
+    let (a, other) = (
+        b.cache("a", CachePolicy::default()),
+        b.cache("b", CachePolicy::default()),
+    );
+    put(&a, "secret", b"x").await.unwrap();
+    let full = format!("{}:a:secret", b.prefix);
+    assert_eq!(other.get(&full, WITHIN).await.unwrap(), None);
+    assert_eq!(other.get("../a:secret", WITHIN).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn the_same_component_under_two_names_has_two_caches() {
+async fn the_same_component_under_two_names_has_two_caches(b: Backend) {
     // sha256 records each digest with `cache.add`; the second upload of the
     // same bytes is a duplicate only within one plugin's namespace.
-    let backend = memory_backend();
-    let a = load_as("sha256", "sha-a", roomy(), &backend, CachePolicy::default());
-    let b = load_as("sha256", "sha-b", roomy(), &backend, CachePolicy::default());
+    let a = load_with_cache(
+        "sha256",
+        "sha-a",
+        roomy(),
+        b.cache("sha-a", CachePolicy::default()),
+    );
+    let other = load_with_cache(
+        "sha256",
+        "sha-b",
+        roomy(),
+        b.cache("sha-b", CachePolicy::default()),
+    );
     let bytes = fixture_bytes("picture.png");
     let mut second = upload("image/png");
     second.id = "upload-2".into();
@@ -58,13 +142,12 @@ async fn the_same_component_under_two_names_has_two_caches() {
     assert_eq!(meta(&first, "duplicate-of"), None);
     let again = verdict(invoke_upload(&a, &second, bytes.clone()).await);
     assert_eq!(meta(&again, "duplicate-of"), Some("upload-1"));
-    let other = verdict(invoke_upload(&b, &second, bytes).await);
-    assert_eq!(meta(&other, "duplicate-of"), None);
+    let elsewhere = verdict(invoke_upload(&other, &second, bytes).await);
+    assert_eq!(meta(&elsewhere, "duplicate-of"), None);
 }
 
-#[tokio::test]
-async fn add_is_set_if_absent() {
-    let cache = plugin_cache(&memory_backend(), "p", CachePolicy::default());
+async fn add_is_set_if_absent(b: Backend) {
+    let cache = b.cache("p", CachePolicy::default());
     assert!(
         cache
             .put("lock", "1".into(), 60, PutMode::IfAbsent, WITHIN)
@@ -83,44 +166,14 @@ async fn add_is_set_if_absent() {
     );
 }
 
-#[tokio::test]
-async fn keys_and_values_are_validated() {
-    let policy = CachePolicy {
-        max_value_bytes: 10,
-        ..CachePolicy::default()
-    };
-    let cache = plugin_cache(&memory_backend(), "p", policy);
-    let put = |k: String, v: &'static [u8]| {
-        let cache = cache.clone();
-        async move {
-            cache
-                .put(&k, v.into(), 60, PutMode::Overwrite, WITHIN)
-                .await
-        }
-    };
-    assert_eq!(put(String::new(), b"v").await, Err(CacheError::InvalidKey));
-    assert_eq!(
-        put("k".repeat(513), b"v").await,
-        Err(CacheError::InvalidKey)
+async fn ttls_are_capped_by_the_operator(b: Backend) {
+    let cache = b.cache(
+        "p",
+        CachePolicy {
+            max_ttl_seconds: 1,
+            ..CachePolicy::default()
+        },
     );
-    assert_eq!(
-        put("new\nline".into(), b"v").await,
-        Err(CacheError::InvalidKey)
-    );
-    assert_eq!(
-        put("big".into(), b"01234567890").await,
-        Err(CacheError::TooLarge)
-    );
-    assert_eq!(put("k".repeat(512), b"0123456789").await, Ok(true));
-}
-
-#[tokio::test]
-async fn ttls_are_capped_by_the_operator() {
-    let policy = CachePolicy {
-        max_ttl_seconds: 1,
-        ..CachePolicy::default()
-    };
-    let cache = plugin_cache(&memory_backend(), "p", policy);
     assert_eq!(cache.effective_ttl(0), Duration::from_secs(1));
     assert_eq!(cache.effective_ttl(3600), Duration::from_secs(1));
     cache
@@ -135,8 +188,7 @@ async fn ttls_are_capped_by_the_operator() {
     );
 }
 
-#[tokio::test]
-async fn key_quota_refuses_new_keys_but_allows_updates_and_frees_on_delete() {
+async fn key_quota_refuses_new_keys_but_allows_updates_and_frees_on_delete(b: Backend) {
     let policy = CachePolicy {
         quota: Quota {
             max_keys: 3,
@@ -144,66 +196,54 @@ async fn key_quota_refuses_new_keys_but_allows_updates_and_frees_on_delete() {
         },
         ..CachePolicy::default()
     };
-    let cache = plugin_cache(&memory_backend(), "p", policy);
+    let cache = b.cache("p", policy);
     for k in ["a", "b", "c"] {
-        cache
-            .put(k, "v".into(), 60, PutMode::Overwrite, WITHIN)
-            .await
-            .unwrap();
+        put(&cache, k, b"v").await.unwrap();
     }
+    assert_eq!(put(&cache, "d", b"v").await, Err(CacheError::QuotaExceeded));
     assert_eq!(
-        cache
-            .put("d", "v".into(), 60, PutMode::Overwrite, WITHIN)
-            .await,
-        Err(CacheError::QuotaExceeded)
-    );
-    assert_eq!(
-        cache
-            .put("a", "w".into(), 60, PutMode::Overwrite, WITHIN)
-            .await,
-        Ok(true)
+        put(&cache, "a", b"w").await,
+        Ok(true),
+        "updating a key is not a new key"
     );
     assert!(cache.delete("b", WITHIN).await.unwrap());
-    assert_eq!(
-        cache
-            .put("d", "v".into(), 60, PutMode::Overwrite, WITHIN)
-            .await,
-        Ok(true)
-    );
+    assert_eq!(put(&cache, "d", b"v").await, Ok(true));
+    // Another plugin's quota is its own.
+    assert_eq!(put(&b.cache("q", policy), "d", b"v").await, Ok(true));
 }
 
-#[tokio::test]
-async fn byte_quota_counts_keys_and_values() {
+async fn byte_quota_counts_keys_and_values(b: Backend) {
+    // Room for exactly two entries of a one-letter key and a 2-byte value.
+    let entry = b.key_bytes("p", "a") + 2;
     let policy = CachePolicy {
         quota: Quota {
             max_keys: 100,
-            max_bytes: 20,
+            max_bytes: 2 * entry,
         },
         ..CachePolicy::default()
     };
-    let cache = plugin_cache(&memory_backend(), "p", policy);
-    // Full keys are "test:p:<key>" (8 + 1 bytes here) plus the value.
-    cache
-        .put("a", "12".into(), 60, PutMode::Overwrite, WITHIN)
-        .await
-        .unwrap();
+    let cache = b.cache("p", policy);
+    assert_eq!(put(&cache, "a", b"12").await, Ok(true));
+    assert_eq!(put(&cache, "b", b"12").await, Ok(true));
+    assert_eq!(put(&cache, "c", b"1").await, Err(CacheError::QuotaExceeded));
     assert_eq!(
-        cache
-            .put("b", "12".into(), 60, PutMode::Overwrite, WITHIN)
-            .await,
-        Ok(true)
+        put(&cache, "a", b"1").await,
+        Ok(true),
+        "shrinking is always allowed"
     );
     assert_eq!(
-        cache
-            .put("c", "1".into(), 60, PutMode::Overwrite, WITHIN)
-            .await,
-        Err(CacheError::QuotaExceeded)
+        put(&cache, "b", b"123").await,
+        Ok(true),
+        "the freed byte is usable"
+    );
+    assert_eq!(
+        put(&cache, "b", b"1234").await,
+        Err(CacheError::QuotaExceeded),
+        "growing past it is not (one byte is free, two are asked)"
     );
 }
 
-#[tokio::test]
-async fn key_flood_plugin_meets_its_quota_not_the_whole_cache() {
-    let backend = memory_backend();
+async fn key_flood_plugin_meets_its_quota_not_the_whole_cache(b: Backend) {
     let policy = CachePolicy {
         quota: Quota {
             max_keys: 50,
@@ -215,7 +255,7 @@ async fn key_flood_plugin_meets_its_quota_not_the_whole_cache() {
         cache_calls: 10_000,
         ..roomy()
     };
-    let flood = load_as("key-flood", "flood", budget, &backend, policy);
+    let flood = load_with_cache("key-flood", "flood", budget, b.cache("flood", policy));
     match error(invoke(&flood, "text/plain", "x".into()).await) {
         InvokeError::Failed { message, .. } => {
             assert!(message.contains("after 50 keys"), "{message}")
@@ -223,11 +263,70 @@ async fn key_flood_plugin_meets_its_quota_not_the_whole_cache() {
         other => panic!("{other:?}"),
     }
     // Another plugin on the same backend still has its whole quota.
-    let other = plugin_cache(&backend, "other", policy);
+    let other = b.cache("other", policy);
     for i in 0..50 {
         other
             .put(&format!("k{i}"), "v".into(), 60, PutMode::Overwrite, WITHIN)
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn keys_and_values_are_validated() {
+    let b = memory().await;
+    let cache = b.cache(
+        "p",
+        CachePolicy {
+            max_value_bytes: 10,
+            ..CachePolicy::default()
+        },
+    );
+    let put_owned = |k: String, v: &'static [u8]| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .put(&k, v.into(), 60, PutMode::Overwrite, WITHIN)
+                .await
+        }
+    };
+    assert_eq!(
+        put_owned(String::new(), b"v").await,
+        Err(CacheError::InvalidKey)
+    );
+    assert_eq!(
+        put_owned("k".repeat(513), b"v").await,
+        Err(CacheError::InvalidKey)
+    );
+    assert_eq!(
+        put_owned("new\nline".into(), b"v").await,
+        Err(CacheError::InvalidKey)
+    );
+    assert_eq!(
+        put_owned("big".into(), b"01234567890").await,
+        Err(CacheError::TooLarge)
+    );
+    assert_eq!(put_owned("k".repeat(512), b"0123456789").await, Ok(true));
+}
+
+#[tokio::test]
+async fn redis_expired_keys_leave_the_quota() {
+    // Redis forgets keys on its own; the accounting must follow, or a plugin
+    // would be locked out by keys that no longer exist.
+    let b = redis().await;
+    let policy = CachePolicy {
+        quota: Quota {
+            max_keys: 2,
+            max_bytes: 1 << 20,
+        },
+        max_ttl_seconds: 1,
+        ..CachePolicy::default()
+    };
+    let cache = b.cache("p", policy);
+    put(&cache, "a", b"v").await.unwrap();
+    put(&cache, "b", b"v").await.unwrap();
+    assert_eq!(put(&cache, "c", b"v").await, Err(CacheError::QuotaExceeded));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(put(&cache, "c", b"v").await, Ok(true));
+    assert_eq!(put(&cache, "d", b"v").await, Ok(true));
 }
