@@ -95,15 +95,20 @@ impl Limit {
 
     /// The allowance for this limit in `budget`.
     pub fn allowed_in(self, budget: &Budget) -> u64 {
+        *self.allowance(&mut budget.clone())
+    }
+
+    /// The field of `budget` that holds this limit's allowance.
+    pub fn allowance(self, budget: &mut Budget) -> &mut u64 {
         match self {
-            Limit::Fuel => budget.fuel,
-            Limit::Timeout => budget.timeout_ms,
-            Limit::Memory => budget.memory_bytes,
-            Limit::CacheCalls => budget.cache_calls,
-            Limit::CacheWriteBytes => budget.cache_write_bytes,
-            Limit::ReadBytes => budget.read_bytes,
-            Limit::OutputBytes => budget.output_bytes,
-            Limit::LogLines => budget.log_lines,
+            Limit::Fuel => &mut budget.fuel,
+            Limit::Timeout => &mut budget.timeout_ms,
+            Limit::Memory => &mut budget.memory_bytes,
+            Limit::CacheCalls => &mut budget.cache_calls,
+            Limit::CacheWriteBytes => &mut budget.cache_write_bytes,
+            Limit::ReadBytes => &mut budget.read_bytes,
+            Limit::OutputBytes => &mut budget.output_bytes,
+            Limit::LogLines => &mut budget.log_lines,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use airlock::budget::{Budget, Limit};
 use airlock::cache::{BackendError, CacheBackend, CachePolicy, PutMode, PutOutcome, Quota};
-use airlock::runtime::{HookOutput, Invocation, InvokeError};
+use airlock::runtime::{HookOutput, Invocation, InvokeError, UsageReport};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -107,154 +107,68 @@ async fn fuel_exact_allowance_passes_less_stops() {
     assert_stopped_at_allowance(over, Limit::Fuel, tight);
 }
 
+/// Measures what `plugin` uses of `limit` on picture.png, then checks that
+/// exactly that allowance passes and one less is stopped naming the limit.
+async fn exact_allowance_passes_one_less_stops(
+    plugin: &str,
+    limit: Limit,
+    used: fn(&UsageReport) -> u64,
+) -> u64 {
+    let measured = used(&measure(plugin, "picture.png", "image/png").await.report);
+    assert!(measured > 0, "{plugin} uses no {limit}");
+    let with = |allowance: u64| {
+        let mut budget = roomy();
+        *limit.allowance(&mut budget) = allowance;
+        budget
+    };
+    assert_ok(&run(plugin, with(measured), "picture.png", "image/png").await);
+    let over = run(plugin, with(measured - 1), "picture.png", "image/png").await;
+    assert_stopped(over, limit, measured - 1);
+    measured
+}
+
 #[tokio::test]
 async fn memory_exact_allowance_passes_one_less_stops() {
-    let peak = measure("trivial", "picture.png", "image/png")
-        .await
-        .report
-        .usage
-        .peak_memory_bytes;
-    assert!(peak > 0);
-    let budget = Budget {
-        memory_bytes: peak,
-        ..roomy()
-    };
-    assert_ok(&run("trivial", budget, "picture.png", "image/png").await);
-    let over = run(
-        "trivial",
-        Budget {
-            memory_bytes: peak - 1,
-            ..roomy()
-        },
-        "picture.png",
-        "image/png",
-    )
-    .await;
-    assert_stopped(over, Limit::Memory, peak - 1);
+    exact_allowance_passes_one_less_stops("trivial", Limit::Memory, |r| r.usage.peak_memory_bytes)
+        .await;
 }
 
 #[tokio::test]
 async fn cache_calls_exact_allowance_passes_one_less_stops() {
-    let calls = measure("trivial", "picture.png", "image/png")
-        .await
-        .report
-        .usage
-        .cache_calls;
-    assert_eq!(calls, 1);
-    assert_ok(
-        &run(
-            "trivial",
-            Budget {
-                cache_calls: 1,
-                ..roomy()
-            },
-            "picture.png",
-            "image/png",
-        )
-        .await,
-    );
-    let over = run(
-        "trivial",
-        Budget {
-            cache_calls: 0,
-            ..roomy()
-        },
-        "picture.png",
-        "image/png",
-    )
+    let calls = exact_allowance_passes_one_less_stops("trivial", Limit::CacheCalls, |r| {
+        r.usage.cache_calls
+    })
     .await;
-    assert_eq!(assert_stopped(over, Limit::CacheCalls, 0), 1);
+    assert_eq!(calls, 1, "trivial makes one cache call");
 }
 
 #[tokio::test]
 async fn cache_write_bytes_exact_allowance_passes_one_less_stops() {
-    let written = measure("sha256", "picture.png", "image/png")
-        .await
-        .report
-        .usage
-        .cache_write_bytes;
-    assert!(written > 0);
-    let budget = Budget {
-        cache_write_bytes: written,
-        ..roomy()
-    };
-    assert_ok(&run("sha256", budget, "picture.png", "image/png").await);
-    let budget = Budget {
-        cache_write_bytes: written - 1,
-        ..roomy()
-    };
-    let over = run("sha256", budget, "picture.png", "image/png").await;
-    assert_eq!(
-        assert_stopped(over, Limit::CacheWriteBytes, written - 1),
-        written
-    );
+    exact_allowance_passes_one_less_stops("sha256", Limit::CacheWriteBytes, |r| {
+        r.usage.cache_write_bytes
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn read_bytes_exact_allowance_passes_one_less_stops() {
-    let size = fixture_bytes("picture.png").len() as u64;
-    let read = measure("sha256", "picture.png", "image/png")
-        .await
-        .report
-        .usage
-        .read_bytes;
-    assert_eq!(read, size, "sha256 reads the whole file once");
-    assert_ok(
-        &run(
-            "sha256",
-            Budget {
-                read_bytes: size,
-                ..roomy()
-            },
-            "picture.png",
-            "image/png",
-        )
-        .await,
+    let read =
+        exact_allowance_passes_one_less_stops("sha256", Limit::ReadBytes, |r| r.usage.read_bytes)
+            .await;
+    assert_eq!(
+        read,
+        fixture_bytes("picture.png").len() as u64,
+        "sha256 reads the whole file once"
     );
-    let over = run(
-        "sha256",
-        Budget {
-            read_bytes: size - 1,
-            ..roomy()
-        },
-        "picture.png",
-        "image/png",
-    )
-    .await;
-    assert_stopped(over, Limit::ReadBytes, size - 1);
 }
 
 #[tokio::test]
 async fn output_bytes_exact_allowance_passes_one_less_stops() {
-    let out = measure("sha256", "picture.png", "image/png")
-        .await
-        .report
-        .usage
-        .output_bytes;
-    assert!(out >= 64, "a hex sha256 is at least 64 bytes of output");
-    assert_ok(
-        &run(
-            "sha256",
-            Budget {
-                output_bytes: out,
-                ..roomy()
-            },
-            "picture.png",
-            "image/png",
-        )
-        .await,
-    );
-    let over = run(
-        "sha256",
-        Budget {
-            output_bytes: out - 1,
-            ..roomy()
-        },
-        "picture.png",
-        "image/png",
-    )
+    let out = exact_allowance_passes_one_less_stops("sha256", Limit::OutputBytes, |r| {
+        r.usage.output_bytes
+    })
     .await;
-    assert_eq!(assert_stopped(over, Limit::OutputBytes, out - 1), out);
+    assert!(out >= 64, "a hex sha256 is at least 64 bytes of output");
 }
 
 #[tokio::test]

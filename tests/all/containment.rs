@@ -81,11 +81,9 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
     .await;
     let png = fixture_bytes("picture.png");
     for _ in 0..3 {
-        let record = json(
-            server.upload(ALICE, png.clone(), "image/png", "").await,
-            201,
-        )
-        .await;
+        let record = server
+            .upload_json(ALICE, png.clone(), "image/png", "", 201)
+            .await;
         assert!(
             skipped_reason(&record, "cache-storm")
                 .unwrap()
@@ -102,11 +100,9 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
     assert_eq!(state["counters"]["violations"], 3);
     assert_eq!(state["last_violation"]["limit"], "cache_calls");
     // Quarantined: not invoked any more, the upload goes on.
-    let record = json(
-        server.upload(ALICE, png.clone(), "image/png", "").await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, png.clone(), "image/png", "", 201)
+        .await;
     assert!(
         skipped_reason(&record, "cache-storm")
             .unwrap()
@@ -143,7 +139,7 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
         plugin_state(&server, "cache-storm").await["state"],
         "active"
     );
-    let record = json(server.upload(ALICE, png, "image/png", "").await, 201).await;
+    let record = server.upload_json(ALICE, png, "image/png", "", 201).await;
     assert!(
         skipped_reason(&record, "cache-storm")
             .unwrap()
@@ -162,22 +158,14 @@ async fn a_quarantined_fail_closed_plugin_refuses_uploads_naming_it() {
     )
     .await;
     for _ in 0..3 {
-        let body = json(
-            server
-                .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-                .await,
-            503,
-        )
-        .await;
+        let body = server
+            .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
+            .await;
         assert_eq!(body["error"]["plugin"], "cache-storm");
     }
-    let body = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        503,
-    )
-    .await;
+    let body = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
+        .await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -219,13 +207,9 @@ async fn operators_disable_and_enable_plugins_and_need_the_token() {
         200,
     )
     .await;
-    let record = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     assert!(record["metadata"].get("sha256").is_none());
     assert!(
         skipped_reason(&record, "sha256")
@@ -242,13 +226,9 @@ async fn operators_disable_and_enable_plugins_and_need_the_token() {
         200,
     )
     .await;
-    let record = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     assert!(record["metadata"]["sha256"].is_string());
     let unknown = admin(&server, reqwest::Method::POST, "/admin/plugins/nope/enable").await;
     assert_eq!(json(unknown, 404).await["error"]["code"], "unknown_plugin");
@@ -267,12 +247,8 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
     let a = TestServer::with_config(config_a, dir_a).await;
     let b = TestServer::with_config(config_b, dir_b).await;
     for _ in 0..3 {
-        json(
-            a.upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-                .await,
-            201,
-        )
-        .await;
+        a.upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+            .await;
     }
     // Node B never saw a violation, yet stops invoking the plugin.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -280,12 +256,9 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
         plugin_state(&b, "cache-storm").await["state"],
         "quarantined"
     );
-    let record = json(
-        b.upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = b
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     assert!(
         skipped_reason(&record, "cache-storm")
             .unwrap()
@@ -337,13 +310,9 @@ async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answe
         .map(|_| {
             let server = Arc::clone(&server);
             tokio::spawn(async move {
-                json(
-                    server
-                        .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-                        .await,
-                    201,
-                )
-                .await
+                server
+                    .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+                    .await
             })
         })
         .collect();
@@ -398,13 +367,9 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
         tempfile::tempdir().unwrap(),
     )
     .await;
-    let record = json(
-        server
-            .upload("", fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     assert!(record["metadata"]["sha256"].is_string());
 
     write(&entry("content-sniff"));
@@ -414,13 +379,9 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
     )
     .await;
     assert_eq!(reloaded["plugins"], serde_json::json!(["content-sniff"]));
-    let record = json(
-        server
-            .upload("", fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     assert!(record["metadata"].get("sha256").is_none());
     assert_eq!(record["metadata"]["detected-type"], "image/png");
 
@@ -454,13 +415,9 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
             .contains("componnt"),
         "{refused}"
     );
-    let record = json(
-        server
-            .upload("", fixture_bytes("fake-png.png"), "image/png", "")
-            .await,
-        422,
-    )
-    .await;
+    let record = server
+        .upload_json("", fixture_bytes("fake-png.png"), "image/png", "", 422)
+        .await;
     assert_eq!(
         record["error"]["plugin"], "content-sniff",
         "still the previous set"

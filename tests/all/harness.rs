@@ -215,6 +215,18 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Raw upload whose response must have `status`; its JSON body.
+    pub async fn upload_json(
+        &self,
+        key: &str,
+        bytes: impl Into<reqwest::Body>,
+        content_type: &str,
+        query: &str,
+        status: u16,
+    ) -> serde_json::Value {
+        json(self.upload(key, bytes, content_type, query).await, status).await
+    }
+
     /// GET `path` as the client with `key`.
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
         self.http

@@ -41,11 +41,9 @@ on_both_backends!(
 async fn raw_upload_round_trips_byte_exact(backends: Backends) {
     let server = TestServer::start(backends).await;
     let bytes = fixture_bytes("picture.png");
-    let record = json(
-        server.upload(ALICE, bytes.clone(), "image/png", "").await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, bytes.clone(), "image/png", "", 201)
+        .await;
     assert_eq!(record["sha256"], sha(&bytes));
     assert_eq!(record["metadata"]["sha256"], sha(&bytes));
     assert_eq!(record["size"], bytes.len());
@@ -115,13 +113,9 @@ async fn multipart_uploads_round_trip_byte_exact(backends: Backends) {
 async fn jpeg_gets_sha256_exif_stripped_and_a_thumbnail(backends: Backends) {
     let server = TestServer::start(backends).await;
     let jpeg = fixture_bytes("photo-with-gps.jpg");
-    let record = json(
-        server
-            .upload(ALICE, jpeg.clone(), "image/jpeg", "&wait=true")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, jpeg.clone(), "image/jpeg", "&wait=true", 201)
+        .await;
     assert_eq!(record["metadata"]["exif-stripped"], "true");
     assert_eq!(record["metadata"]["detected-type"], "image/jpeg");
     // The stored bytes are the stripped JPEG, and its digest is recorded.
@@ -151,13 +145,9 @@ async fn range_reads(backends: Backends) {
         .map(|i| (i % 251) as u8)
         .collect::<Vec<_>>()
         .into();
-    let record = json(
-        server
-            .upload(ALICE, bytes.clone(), "application/octet-stream", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, bytes.clone(), "application/octet-stream", "", 201)
+        .await;
     let path = format!("/v1/uploads/{}/content", record["id"].as_str().unwrap());
     let range = |spec: &'static str| {
         let server = &server;
@@ -194,18 +184,15 @@ async fn range_reads(backends: Backends) {
 
 async fn delete_removes_everything(backends: Backends) {
     let server = TestServer::start(backends).await;
-    let record = json(
-        server
-            .upload(
-                ALICE,
-                fixture_bytes("picture.png"),
-                "image/png",
-                "&wait=true",
-            )
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(
+            ALICE,
+            fixture_bytes("picture.png"),
+            "image/png",
+            "&wait=true",
+            201,
+        )
+        .await;
     let id = record["id"].as_str().unwrap();
     assert_eq!(record["derived"].as_array().unwrap().len(), 1);
     let deleted = server
@@ -245,13 +232,9 @@ async fn fifty_parallel_uploads_are_all_stored_intact(backends: Backends) {
                 .map(|j| (j.wrapping_mul(31).wrapping_add(i)) as u8)
                 .collect::<Vec<_>>()
                 .into();
-            let record = json(
-                server
-                    .upload(ALICE, bytes.clone(), "application/octet-stream", "")
-                    .await,
-                201,
-            )
-            .await;
+            let record = server
+                .upload_json(ALICE, bytes.clone(), "application/octet-stream", "", 201)
+                .await;
             (record["id"].as_str().unwrap().to_string(), sha(&bytes))
         }));
     }
@@ -272,13 +255,9 @@ async fn fifty_parallel_uploads_are_all_stored_intact(backends: Backends) {
 
 async fn clients_see_only_their_own_uploads(backends: Backends) {
     let server = TestServer::start(backends).await;
-    let record = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     let id = record["id"].as_str().unwrap();
     for path in [
         format!("/v1/uploads/{id}"),
@@ -393,13 +372,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn a_plugin_reject_is_422_naming_the_plugin() {
     let server = TestServer::start(Backends::Local).await;
-    let body = json(
-        server
-            .upload(ALICE, fixture_bytes("fake-png.png"), "image/png", "")
-            .await,
-        422,
-    )
-    .await;
+    let body = server
+        .upload_json(ALICE, fixture_bytes("fake-png.png"), "image/png", "", 422)
+        .await;
     assert_eq!(body["error"]["code"], "rejected");
     assert_eq!(body["error"]["plugin"], "content-sniff");
     assert!(
@@ -432,11 +407,9 @@ async fn server_with_runaway(on_failure: FailurePolicy) -> TestServer {
 async fn a_fail_open_budget_stop_skips_the_plugin_and_stores_the_upload() {
     let server = server_with_runaway(FailurePolicy::FailOpen).await;
     let bytes = fixture_bytes("picture.png");
-    let record = json(
-        server.upload(ALICE, bytes.clone(), "image/png", "").await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, bytes.clone(), "image/png", "", 201)
+        .await;
     let skipped = &record["skipped"][0];
     assert_eq!(skipped["plugin"], "infinite-loop");
     assert_eq!(skipped["limit"], "fuel");
@@ -448,13 +421,9 @@ async fn a_fail_open_budget_stop_skips_the_plugin_and_stores_the_upload() {
 #[tokio::test]
 async fn a_fail_closed_budget_stop_is_503_naming_the_plugin() {
     let server = server_with_runaway(FailurePolicy::FailClosed).await;
-    let body = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        503,
-    )
-    .await;
+    let body = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
+        .await;
     assert_eq!(body["error"]["code"], "plugin_failed");
     assert_eq!(body["error"]["plugin"], "infinite-loop");
     assert!(body["error"]["message"].as_str().unwrap().contains("fuel"));
@@ -464,13 +433,9 @@ async fn a_fail_closed_budget_stop_is_503_naming_the_plugin() {
 #[tokio::test]
 async fn conditional_get_answers_304() {
     let server = TestServer::start(Backends::Local).await;
-    let record = json(
-        server
-            .upload(ALICE, fixture_bytes("picture.png"), "image/png", "")
-            .await,
-        201,
-    )
-    .await;
+    let record = server
+        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
     let path = format!("/v1/uploads/{}/content", record["id"].as_str().unwrap());
     let etag = format!("\"{}\"", record["sha256"].as_str().unwrap());
     let r = server
@@ -495,18 +460,15 @@ async fn health_readiness_and_metrics() {
     let ready = json(server.get(ALICE, "/readyz").await, 200).await;
     assert_eq!(ready["storage"]["status"], "ok");
     assert_eq!(ready["cache"]["backend"], "memory");
-    json(
-        server
-            .upload(
-                ALICE,
-                fixture_bytes("picture.png"),
-                "image/png",
-                "&wait=true",
-            )
-            .await,
-        201,
-    )
-    .await;
+    server
+        .upload_json(
+            ALICE,
+            fixture_bytes("picture.png"),
+            "image/png",
+            "&wait=true",
+            201,
+        )
+        .await;
     let metrics = server.get(ALICE, "/metrics").await.text().await.unwrap();
     for needle in [
         "airlock_uploads_total{status=\"201\"} 1",
