@@ -38,6 +38,13 @@ fn storm_config(backends: Backends, dir: &std::path::Path, on_failure: FailurePo
     config
 }
 
+/// A local server running `storm_config`.
+async fn storm_server(on_failure: FailurePolicy) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = storm_config(Backends::Local, dir.path(), on_failure);
+    TestServer::with_config(config, dir).await
+}
+
 async fn admin(server: &TestServer, method: reqwest::Method, path: &str) -> reqwest::Response {
     server
         .http
@@ -73,12 +80,7 @@ fn skipped_reason(record: &serde_json::Value, plugin: &str) -> Option<String> {
 
 #[tokio::test]
 async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::with_config(
-        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
-        dir,
-    )
-    .await;
+    let server = storm_server(FailurePolicy::FailOpen).await;
     let png = fixture_bytes("picture.png");
     for _ in 0..3 {
         let record = server
@@ -151,12 +153,7 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
 
 #[tokio::test]
 async fn a_quarantined_fail_closed_plugin_refuses_uploads_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::with_config(
-        storm_config(Backends::Local, dir.path(), FailurePolicy::FailClosed),
-        dir,
-    )
-    .await;
+    let server = storm_server(FailurePolicy::FailClosed).await;
     for _ in 0..3 {
         let body = server
             .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
@@ -178,12 +175,7 @@ async fn a_quarantined_fail_closed_plugin_refuses_uploads_naming_it() {
 
 #[tokio::test]
 async fn operators_disable_and_enable_plugins_and_need_the_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::with_config(
-        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
-        dir,
-    )
-    .await;
+    let server = storm_server(FailurePolicy::FailOpen).await;
     let anonymous = server
         .http
         .get(server.url("/admin/plugins"))
@@ -427,12 +419,7 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_cli_lists_disables_and_enables() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::with_config(
-        storm_config(Backends::Local, dir.path(), FailurePolicy::FailOpen),
-        dir,
-    )
-    .await;
+    let server = storm_server(FailurePolicy::FailOpen).await;
     let run = |args: &[&str]| {
         let mut all = vec!["admin", "--url", &server.base, "--token", ADMIN];
         all.extend_from_slice(args);
