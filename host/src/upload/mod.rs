@@ -188,6 +188,15 @@ pub struct Ingested {
     pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
 }
 
+/// What the processors made of an upload.
+struct Processed {
+    metadata: BTreeMap<String, String>,
+    skipped: Vec<SkippedPlugin>,
+    /// What later hooks read: the upload, or the last replacement.
+    content: Arc<dyn ContentSource>,
+    replaced: Option<Bytes>,
+}
+
 struct PostStoreJob {
     record: UploadRecord,
     content: Arc<dyn ContentSource>,
@@ -331,14 +340,88 @@ impl UploadService {
             content_type,
             metadata: Vec::new(),
         };
+        let file: Arc<dyn ContentSource> = Arc::new(FileContent::open(&temp).map_err(internal)?);
+        let Processed {
+            metadata,
+            skipped,
+            content,
+            replaced,
+        } = self.process(&plugins, &mut upload, file).await?;
+
+        let content_key = keys::content(&id);
+        let (size, sha256, keep_temp) = match replaced {
+            Some(bytes) => {
+                let digest = hex::encode(Sha256::digest(&bytes));
+                let len = bytes.len() as u64;
+                self.store
+                    .put_bytes(&content_key, bytes, &upload.content_type)
+                    .await?;
+                (len, digest, None)
+            }
+            None => {
+                self.store
+                    .put_file(&content_key, &temp, &upload.content_type)
+                    .await?;
+                // A local store moved the file; a remote one leaves it for the
+                // post-store hooks to read.
+                (size, sha256, Some(temp))
+            }
+        };
+
+        let mut record = UploadRecord {
+            id: id.clone(),
+            client: client.name.clone(),
+            filename,
+            content_type: upload.content_type.clone(),
+            size,
+            sha256,
+            created_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metadata,
+            skipped,
+            derived: Vec::new(),
+            pending: Vec::new(),
+        };
+        let permit = self.reserve_post_store(&plugins, &mut record);
+        if let Err(err) = self.write_record(&record).await {
+            // Without its record the content is unreachable: don't leak it.
+            let _ = self.store.delete(&content_key).await;
+            return Err(err);
+        }
+        let post_store_done = permit.map(|permit| {
+            let (done, waiter) = oneshot::channel();
+            permit.send(PostStoreJob {
+                record: record.clone(),
+                content,
+                plugins: Arc::clone(&plugins),
+                done,
+                _temp: keep_temp,
+            });
+            waiter
+        });
+        tracing::info!(size = record.size, "upload stored");
+        Ok(Ingested {
+            record,
+            received,
+            post_store_done,
+        })
+    }
+
+    /// Runs the processors in order on `content`; replacements chain.
+    async fn process(
+        &self,
+        plugins: &PluginSet,
+        upload: &mut UploadInfo,
+        mut content: Arc<dyn ContentSource>,
+    ) -> Result<Processed, UploadError> {
         let mut metadata = BTreeMap::new();
         let mut skipped = Vec::new();
-        let mut content: Arc<dyn ContentSource> =
-            Arc::new(FileContent::open(&temp).map_err(internal)?);
-        let mut replaced: Option<Bytes> = None;
+        let mut replaced = None;
         for hooked in &plugins.processors {
             upload.metadata = metadata.clone().into_iter().collect();
-            match self.run_plugin(hooked, &upload, &content).await {
+            match self.run_plugin(hooked, upload, &content).await {
                 Ok(HookOutput::Verdict(Verdict::Accept { metadata: added })) => {
                     metadata.extend(added)
                 }
@@ -362,89 +445,47 @@ impl UploadService {
                 Err(failure) => self.on_plugin_failure(hooked, failure, &mut skipped)?,
             }
         }
-
-        let content_key = keys::content(&id);
-        let (size, sha256, keep_temp) = match replaced {
-            Some(bytes) => {
-                let digest = hex::encode(Sha256::digest(&bytes));
-                let len = bytes.len() as u64;
-                self.store
-                    .put_bytes(&content_key, bytes, &upload.content_type)
-                    .await?;
-                (len, digest, None)
-            }
-            None => {
-                self.store
-                    .put_file(&content_key, &temp, &upload.content_type)
-                    .await?;
-                // A local store moved the file; a remote one leaves it for the
-                // post-store hooks to read.
-                (size, sha256, Some(temp))
-            }
-        };
-
-        let permit = {
-            let queue = self
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            match queue {
-                Some(tx) if !plugins.extensions.is_empty() => tx.try_reserve_owned().ok(),
-                _ => None,
-            }
-        };
-        let mut record = UploadRecord {
-            id: id.clone(),
-            client: client.name.clone(),
-            filename,
-            content_type: upload.content_type.clone(),
-            size,
-            sha256,
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+        Ok(Processed {
             metadata,
             skipped,
-            derived: Vec::new(),
-            pending: Vec::new(),
-        };
-        if permit.is_some() {
-            record.pending = plugins
-                .extensions
-                .iter()
-                .map(|h| h.plugin.name().to_string())
-                .collect();
-        } else if !plugins.extensions.is_empty() {
-            self.metrics.post_store_dropped();
-            for hooked in &plugins.extensions {
-                record.skipped.push(SkippedPlugin {
-                    plugin: hooked.plugin.name().into(),
-                    hook: HookKind::Extension,
-                    reason: "post-store queue full or closing".into(),
-                    limit: None,
-                });
-            }
-        }
-        self.write_record(&record).await?;
-        let post_store_done = permit.map(|permit| {
-            let (done, waiter) = oneshot::channel();
-            permit.send(PostStoreJob {
-                record: record.clone(),
-                content,
-                plugins: Arc::clone(&plugins),
-                done,
-                _temp: keep_temp,
-            });
-            waiter
-        });
-        tracing::info!(size = record.size, "upload stored");
-        Ok(Ingested {
-            record,
-            received,
-            post_store_done,
+            content,
+            replaced,
         })
+    }
+
+    /// Reserves a post-store queue slot and lists the extensions as pending,
+    /// or, when the queue is full or closing, lists them as skipped. Never
+    /// waits: a full queue must not slow uploads down.
+    fn reserve_post_store(
+        &self,
+        plugins: &PluginSet,
+        record: &mut UploadRecord,
+    ) -> Option<mpsc::OwnedPermit<PostStoreJob>> {
+        if plugins.extensions.is_empty() {
+            return None;
+        }
+        let queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let permit = queue.and_then(|tx| tx.try_reserve_owned().ok());
+        let names = plugins
+            .extensions
+            .iter()
+            .map(|h| h.plugin.name().to_string());
+        if permit.is_some() {
+            record.pending = names.collect();
+        } else {
+            self.metrics.post_store_dropped();
+            record.skipped.extend(names.map(|plugin| SkippedPlugin {
+                plugin,
+                hook: HookKind::Extension,
+                reason: "post-store queue full or closing".into(),
+                limit: None,
+            }));
+        }
+        permit
     }
 
     /// Streams the body into `path`, enforcing `limit`; returns size and
