@@ -55,6 +55,13 @@ async fn raw_upload_round_trips_byte_exact(backends: Backends) {
     assert_eq!(got.status(), 200);
     assert_eq!(got.headers()["content-type"], "image/png");
     assert_eq!(got.headers()["etag"], format!("\"{}\"", sha(&bytes)));
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        got.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
     assert_eq!(sha(&got.bytes().await.unwrap()), sha(&bytes));
     let again = server.get(ALICE, &format!("/v1/uploads/{id}")).await;
     assert_eq!(json(again, 200).await["id"], id);

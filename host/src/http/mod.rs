@@ -414,6 +414,12 @@ async fn serve_object(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Uploaded bytes are untrusted: an HTML or SVG upload opened from this
+    // origin must not run script in it.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     if let Some(etag) = etag {
         h.insert(header::ETAG, header_value(etag));
     }
