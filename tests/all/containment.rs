@@ -334,31 +334,92 @@ async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answe
     );
 }
 
-#[tokio::test]
-async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("airlock.toml");
-    let write = |plugins: &str| {
+/// A config file for reload tests: `plugins` is TOML for `[[plugins]]`.
+struct ConfigFile {
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("airlock.toml");
+        Self { dir, path }
+    }
+
+    fn write(&self, plugins: &str) {
         let text = format!(
             "[storage]\npath = {:?}\n[admin]\ntoken = \"{ADMIN}\"\n[runtime]\nmax_instances = 8\n{plugins}",
-            dir.path().join("data")
+            self.dir.path().join("data")
         );
-        std::fs::write(&path, text).unwrap();
-    };
-    let entry = |name: &str| {
-        format!(
-            "[[plugins]]\nname = \"{name}\"\ncomponent = {:?}\nhook = \"processor\"\n",
-            plugin_path(name)
+        std::fs::write(&self.path, text).unwrap();
+    }
+
+    async fn serve(&self) -> TestServer {
+        let config = Config::load(&self.path).unwrap();
+        TestServer::with_source(
+            config,
+            ConfigSource::File(self.path.clone()),
+            tempfile::tempdir().unwrap(),
         )
+        .await
+    }
+}
+
+fn entry(name: &str) -> String {
+    format!(
+        "[[plugins]]\nname = \"{name}\"\ncomponent = {:?}\nhook = \"processor\"\n",
+        plugin_path(name)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_invocations_finish_on_the_plugins_they_started_with() {
+    let file = ConfigFile::new();
+    // A plugin that spins for its whole 1 s budget.
+    file.write(&format!(
+        "{}[plugins.budget]\nfuel = 1000000000000000\ntimeout_ms = 1000\n",
+        entry("infinite-loop")
+    ));
+    let server = Arc::new(file.serve().await);
+    let in_flight = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            server
+                .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
+                .await
+        })
     };
-    write(&entry("sha256"));
-    let config = Config::load(&path).unwrap();
-    let server = TestServer::with_source(
-        config,
-        ConfigSource::File(path.clone()),
-        tempfile::tempdir().unwrap(),
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    file.write(&entry("sha256"));
+    json(
+        admin(&server, reqwest::Method::POST, "/admin/reload").await,
+        200,
     )
     .await;
+    // The upload that was running finishes on the old set…
+    let old = in_flight.await.unwrap();
+    assert!(
+        skipped_reason(&old, "infinite-loop")
+            .unwrap()
+            .contains("timeout"),
+        "{old}"
+    );
+    assert!(old["metadata"].get("sha256").is_none(), "{old}");
+    // …and the next one runs on the new set.
+    let new = server
+        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
+    assert!(new["metadata"]["sha256"].is_string(), "{new}");
+    assert!(new.get("skipped").is_none(), "{new}");
+}
+
+#[tokio::test]
+async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
+    let file = ConfigFile::new();
+    let write = |plugins: &str| file.write(plugins);
+    write(&entry("sha256"));
+    let server = file.serve().await;
     let record = server
         .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
         .await;

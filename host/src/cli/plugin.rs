@@ -131,8 +131,19 @@ fn runtime(max_memory_bytes: u64) -> anyhow::Result<PluginRuntime> {
     Ok(PluginRuntime::new(RuntimeConfig {
         max_instances: 4,
         max_memory_bytes: max_memory_bytes.max(RuntimeConfig::default().max_memory_bytes),
+        compiled_cache_dir: compiled_cache_dir(),
         ..RuntimeConfig::default()
     })?)
+}
+
+/// Where the CLI keeps compiled components between runs, so trying a plugin
+/// again does not recompile it: `$XDG_CACHE_HOME/airlock/compiled` or
+/// `~/.cache/airlock/compiled`.
+fn compiled_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("airlock").join("compiled"))
 }
 
 fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
