@@ -38,6 +38,17 @@ fn storm_config(backends: Backends, dir: &std::path::Path, on_failure: FailurePo
     config
 }
 
+/// Asks for a reload that must be refused with a message containing `needle`.
+async fn assert_reload_refused(server: &TestServer, needle: &str) {
+    let refused = json(
+        admin(server, reqwest::Method::POST, "/admin/reload").await,
+        422,
+    )
+    .await;
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{refused}");
+}
+
 /// A local server running `storm_config`.
 async fn storm_server(on_failure: FailurePolicy) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
@@ -443,31 +454,9 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
         "[[plugins]]\nname = \"escape\"\ncomponent = {:?}\nhook = \"processor\"\n",
         plugin_path("wasi-escape")
     ));
-    let refused = json(
-        admin(&server, reqwest::Method::POST, "/admin/reload").await,
-        422,
-    )
-    .await;
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("wasi:filesystem"),
-        "{refused}"
-    );
+    assert_reload_refused(&server, "wasi:filesystem").await;
     write("[[plugins]]\nname = \"x\"\ncomponnt = \"x.wasm\"\n");
-    let refused = json(
-        admin(&server, reqwest::Method::POST, "/admin/reload").await,
-        422,
-    )
-    .await;
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("componnt"),
-        "{refused}"
-    );
+    assert_reload_refused(&server, "componnt").await;
     let record = server
         .upload_json("", fixture_bytes("fake-png.png"), "image/png", "", 422)
         .await;

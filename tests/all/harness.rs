@@ -227,6 +227,21 @@ impl TestServer {
         json(self.upload(key, bytes, content_type, query).await, status).await
     }
 
+    /// Multipart upload of `form` by the client with `key`.
+    pub async fn upload_form(
+        &self,
+        key: &str,
+        form: reqwest::multipart::Form,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/uploads"))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// GET `path` as the client with `key`.
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
         self.http

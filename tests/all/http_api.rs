@@ -89,14 +89,7 @@ async fn multipart_uploads_round_trip_byte_exact(backends: Backends) {
                 .mime_str("image/png")
                 .unwrap(),
         );
-    let response = server
-        .http
-        .post(server.url("/v1/uploads"))
-        .bearer_auth(ALICE)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = server.upload_form(ALICE, form).await;
     let body = json(response, 201).await;
     let uploads = body["uploads"].as_array().unwrap();
     assert_eq!(uploads.len(), 2);
@@ -344,14 +337,7 @@ async fn the_body_limit_covers_all_files_of_a_multipart_upload() {
     let form = reqwest::multipart::Form::new()
         .part("a", part("a.png"))
         .part("b", part("b.png"));
-    let response = server
-        .http
-        .post(server.url("/v1/uploads"))
-        .bearer_auth(BOB)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = server.upload_form(BOB, form).await;
     assert_eq!(json(response, 413).await["error"]["code"], "too_large");
     // The first file was stored, then removed with the failed request (its
     // post-store artifacts too, once the queue has drained).
