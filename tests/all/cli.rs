@@ -117,3 +117,32 @@ fn check_reports_world_and_refuses_escapes() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("wasi:filesystem"), "{text}");
 }
+
+#[test]
+fn serve_with_a_bad_config_fails_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("airlock.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[cache]\nbackend = \"memcached\"\n",
+    )
+    .unwrap();
+    let (code, text) = airlock(&["serve", "--config", &path(config.clone())]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("memcached") && text.contains("backend"),
+        "{text}"
+    );
+    // Unauthenticated on a public address is refused too.
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:0\"\n[storage]\npath = {:?}\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let (code, text) = airlock(&["serve", "--config", &path(config)]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("loopback"), "{text}");
+}
