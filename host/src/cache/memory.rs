@@ -103,12 +103,7 @@ impl MemoryBackend {
 /// Whether writing `new_weight` bytes over an entry of `old` weight (None if
 /// absent) keeps `usage` within `quota`. Shrinking or same-size overwrites are
 /// always allowed so a plugin at its quota can still update its keys.
-pub(super) fn within_quota(
-    usage: (u64, u64),
-    old: Option<u64>,
-    new_weight: u64,
-    quota: Quota,
-) -> bool {
+fn within_quota(usage: (u64, u64), old: Option<u64>, new_weight: u64, quota: Quota) -> bool {
     let (keys, bytes) = usage;
     let keys_after = keys + u64::from(old.is_none());
     let bytes_after = (bytes + new_weight).saturating_sub(old.unwrap_or(0));

@@ -163,16 +163,6 @@ impl PluginCache {
         }
     }
 
-    /// The namespace every key of this plugin lives under.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// The rules this cache enforces.
-    pub fn policy(&self) -> &CachePolicy {
-        &self.policy
-    }
-
     /// Checks a plugin key and returns its full backend key.
     pub fn full_key(&self, key: &str) -> Result<String, CacheError> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
@@ -182,7 +172,7 @@ impl PluginCache {
     }
 
     /// Checks a value against the size cap.
-    pub fn check_value(&self, value: &[u8]) -> Result<(), CacheError> {
+    fn check_value(&self, value: &[u8]) -> Result<(), CacheError> {
         if value.len() as u64 > self.policy.max_value_bytes {
             return Err(CacheError::TooLarge);
         }

@@ -112,11 +112,6 @@ impl PluginRuntime {
             _ticker: ticker,
         })
     }
-
-    /// The settings this runtime was built with.
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
-    }
 }
 
 /// Drives the engine's epoch so deadlines can interrupt running wasm.
