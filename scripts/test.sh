@@ -27,12 +27,15 @@ scripts/redis.sh ensure
 
 step "s3 server: starting a garage single node on loopback"
 # Stop it afterwards only if this run started it (another run may share it).
+# (Assigned first: a failing command substitution inside `eval` would not
+# stop the script.)
 if scripts/s3-server.sh status 2>/dev/null; then
-  eval "$(scripts/s3-server.sh env 2>/dev/null)"
+  s3_env="$(scripts/s3-server.sh env 2>/dev/null)"
 else
-  eval "$(scripts/s3-server.sh start)"
+  s3_env="$(scripts/s3-server.sh start)"
   trap 'scripts/s3-server.sh stop >/dev/null 2>&1 || true' EXIT
 fi
+eval "$s3_env"
 
 step "format and lint"
 cargo fmt --all -- --check
