@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::app::{StartError, load_plugins};
+use crate::app::{StartError, auth_for, load_plugins};
 use crate::budget::Budget;
 use crate::cache::{BackendError, CacheBackend};
 use crate::config::{Config, FailurePolicy};
+use crate::http::Auth;
 use crate::metrics::Metrics;
 use crate::runtime::{HookKind, PluginRuntime};
 use crate::supervisor::{Containment, GuardCounters, PluginState, Violation};
@@ -78,38 +79,54 @@ pub enum AdminError {
     Reload(String),
 }
 
+/// What a reload changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// The plugins now loaded, processors first.
+    pub plugins: Vec<String>,
+    /// API clients now configured.
+    pub clients: usize,
+    /// Changed sections that only take effect after a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// Everything a running service needs to apply a reload.
+pub struct Running {
+    /// The pipeline (plugins are swapped in it).
+    pub service: Arc<UploadService>,
+    /// API clients (swapped).
+    pub auth: Arc<Auth>,
+    /// The runtime that compiles the new plugins.
+    pub runtime: Arc<PluginRuntime>,
+    /// The plugins' cache backend.
+    pub cache: Arc<dyn CacheBackend>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The configuration the service started with.
+    pub config: Config,
+}
+
 /// Operations behind the admin API and SIGHUP.
 pub struct Admin {
     source: ConfigSource,
-    runtime: Arc<PluginRuntime>,
-    cache: Arc<dyn CacheBackend>,
-    metrics: Arc<Metrics>,
-    service: Arc<UploadService>,
+    running: Running,
+    // One reload at a time; holds the sections a restart would apply.
     reloading: tokio::sync::Mutex<()>,
 }
 
 impl Admin {
     /// Admin over a running service.
-    pub fn new(
-        source: ConfigSource,
-        runtime: Arc<PluginRuntime>,
-        cache: Arc<dyn CacheBackend>,
-        metrics: Arc<Metrics>,
-        service: Arc<UploadService>,
-    ) -> Self {
+    pub fn new(source: ConfigSource, running: Running) -> Self {
         Self {
             source,
-            runtime,
-            cache,
-            metrics,
-            service,
+            running,
             reloading: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Every plugin with its state and counters.
     pub async fn plugins(&self) -> Vec<PluginStatus> {
-        let set = self.service.plugins();
+        let set = self.running.service.plugins();
         let mut out = Vec::new();
         for hooked in set.all() {
             let record = hooked.guard.state().await;
@@ -132,7 +149,7 @@ impl Admin {
 
     /// Re-enables a quarantined or disabled plugin.
     pub async fn enable(&self, name: &str) -> Result<(), AdminError> {
-        let set = self.service.plugins();
+        let set = self.running.service.plugins();
         let hooked = set
             .find(name)
             .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
@@ -141,41 +158,91 @@ impl Admin {
 
     /// Stops invoking a plugin.
     pub async fn disable(&self, name: &str) -> Result<(), AdminError> {
-        let set = self.service.plugins();
+        let set = self.running.service.plugins();
         let hooked = set
             .find(name)
             .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
         Ok(hooked.guard.disable().await?)
     }
 
-    /// Re-reads the configuration and plugin files and swaps the plugin set.
-    /// In-flight invocations finish on the old plugins; an invalid config or
-    /// component leaves the old set serving. Returns the loaded plugin names.
-    pub async fn reload(&self) -> Result<Vec<String>, AdminError> {
+    /// Re-reads the configuration and plugin files and swaps the plugins
+    /// and API clients. In-flight invocations finish on the old plugins; an
+    /// invalid config or component leaves everything as it was.
+    pub async fn reload(&self) -> Result<ReloadReport, AdminError> {
         let _one_at_a_time = self.reloading.lock().await;
         let source = self.source.clone();
-        let runtime = Arc::clone(&self.runtime);
-        let cache = Arc::clone(&self.cache);
-        let metrics = Arc::clone(&self.metrics);
+        let runtime = Arc::clone(&self.running.runtime);
+        let cache = Arc::clone(&self.running.cache);
+        let metrics = Arc::clone(&self.running.metrics);
         let embedded = matches!(source, ConfigSource::Embedded(_));
         // Compiling components is CPU work: keep it off the request threads.
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.read()?;
-            load_plugins(&runtime, &config, &cache, embedded, &metrics)
+            let auth = auth_for(&config)?;
+            let plugins = load_plugins(&runtime, &config, &cache, embedded, &metrics)?;
+            Ok::<_, StartError>((config, auth, plugins))
         })
         .await
         .map_err(|e| AdminError::Reload(e.to_string()))?;
-        match loaded {
-            Ok(set) => {
-                let names = set.all().map(|h| h.plugin.name().to_string()).collect();
-                self.service.replace_plugins(set);
-                tracing::info!(plugins = ?names, "configuration reloaded");
-                Ok(names)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused; previous configuration keeps serving");
-                Err(AdminError::Reload(e.to_string()))
-            }
+        let (config, auth, plugins) = loaded.map_err(|e| {
+            tracing::error!(error = %e, "reload refused; previous configuration keeps serving");
+            AdminError::Reload(e.to_string())
+        })?;
+        let report = ReloadReport {
+            plugins: plugins.all().map(|h| h.plugin.name().to_string()).collect(),
+            clients: config.clients.len(),
+            restart_needed: restart_needed(&self.running.config, &config),
+        };
+        self.running.service.replace_plugins(plugins);
+        self.running.auth.replace_with(auth);
+        if report.restart_needed.is_empty() {
+            tracing::info!(plugins = ?report.plugins, clients = report.clients, "configuration reloaded");
+        } else {
+            tracing::warn!(
+                plugins = ?report.plugins,
+                sections = ?report.restart_needed,
+                "configuration reloaded; changes to these sections apply after a restart"
+            );
         }
+        Ok(report)
     }
+}
+
+/// The sections of `new` that differ from `running` and are only read at
+/// start.
+fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    let differs = |a: serde_json::Result<serde_json::Value>,
+                   b: serde_json::Result<serde_json::Value>| { a.ok() != b.ok() };
+    let mut sections = Vec::new();
+    if differs(
+        serde_json::to_value(&running.server),
+        serde_json::to_value(&new.server),
+    ) {
+        sections.push("server");
+    }
+    if differs(
+        serde_json::to_value(&running.storage),
+        serde_json::to_value(&new.storage),
+    ) {
+        sections.push("storage");
+    }
+    if differs(
+        serde_json::to_value(&running.cache),
+        serde_json::to_value(&new.cache),
+    ) {
+        sections.push("cache");
+    }
+    if differs(
+        serde_json::to_value(&running.runtime),
+        serde_json::to_value(&new.runtime),
+    ) {
+        sections.push("runtime");
+    }
+    if differs(
+        serde_json::to_value(&running.admin),
+        serde_json::to_value(&new.admin),
+    ) {
+        sections.push("admin");
+    }
+    sections
 }

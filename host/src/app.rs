@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::admin::{Admin, ConfigSource};
+use crate::admin::{Admin, ConfigSource, Running};
 use crate::cache::{BackendError, CacheBackend, MemoryBackend, PluginCache, RedisBackend};
 use crate::config::{CacheBackendKind, Config, ConfigError, StorageBackend};
 use crate::http::{AppState, Auth};
@@ -143,13 +143,17 @@ impl App {
             },
         )
         .await?;
-        let auth = auth_for(config)?;
+        let auth = Arc::new(auth_for(config)?);
         let admin = Arc::new(Admin::new(
             source,
-            runtime,
-            Arc::clone(&cache),
-            Arc::clone(&metrics),
-            Arc::clone(&service),
+            Running {
+                service: Arc::clone(&service),
+                auth: Arc::clone(&auth),
+                runtime,
+                cache: Arc::clone(&cache),
+                metrics: Arc::clone(&metrics),
+                config: config.clone(),
+            },
         ));
         if config.admin.token.is_empty() {
             tracing::info!(
@@ -158,7 +162,7 @@ impl App {
         }
         let router = crate::http::router(AppState {
             service: Arc::clone(&service),
-            auth: Arc::new(auth),
+            auth,
             metrics: Arc::clone(&metrics),
             cache,
             admin: Arc::clone(&admin),
@@ -223,7 +227,8 @@ impl App {
     }
 }
 
-fn auth_for(config: &Config) -> Result<Auth, StartError> {
+/// The API clients of `config`.
+pub fn auth_for(config: &Config) -> Result<Auth, StartError> {
     if config.clients.is_empty() {
         let ip = config.server.listen.ip();
         if !ip.is_loopback() {

@@ -506,3 +506,40 @@ async fn the_admin_cli_lists_disables_and_enables() {
     assert_eq!(code, Some(0), "{text}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn reload_rotates_api_clients_and_names_sections_that_need_a_restart() {
+    let file = ConfigFile::new();
+    file.write(&entry("sha256"));
+    let server = file.serve().await;
+    // No clients: open on loopback.
+    server
+        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
+
+    let key = "rotated-key-0123456789abcdef";
+    file.write(&format!(
+        "{}[server]\nshutdown_grace_seconds = 5\n[[clients]]\nname = \"web\"\napi_key = \"{key}\"\n",
+        entry("sha256")
+    ));
+    let reloaded = json(
+        admin(&server, reqwest::Method::POST, "/admin/reload").await,
+        200,
+    )
+    .await;
+    assert_eq!(reloaded["clients"], 1);
+    assert_eq!(
+        reloaded["restart_needed"],
+        serde_json::json!(["server"]),
+        "{reloaded}"
+    );
+    // Keys apply at once; the anonymous client is gone.
+    let anonymous = server
+        .upload("", fixture_bytes("picture.png"), "image/png", "")
+        .await;
+    assert_eq!(anonymous.status(), 401);
+    let record = server
+        .upload_json(key, fixture_bytes("picture.png"), "image/png", "", 201)
+        .await;
+    assert_eq!(record["client"], "web");
+}

@@ -4,7 +4,7 @@ mod error;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -31,8 +31,12 @@ use crate::upload::{Client, Ingested, UploadError, UploadRecord, UploadService, 
 /// How long `?wait=true` waits for post-store hooks.
 const WAIT_FOR_DERIVED: Duration = Duration::from_secs(30);
 
-/// Who may call the API.
+/// Who may call the API; swapped whole on reload.
 pub struct Auth {
+    clients: RwLock<Clients>,
+}
+
+struct Clients {
     by_key_digest: HashMap<[u8; 32], Client>,
     anonymous: Option<Client>,
 }
@@ -44,22 +48,38 @@ impl Auth {
             .into_iter()
             .map(|(key, client)| (digest(&key), client))
             .collect();
-        Self {
+        Self::from(Clients {
             by_key_digest,
             anonymous: None,
-        }
+        })
     }
 
     /// No keys: every request acts as `client` (loopback-only deployments).
     pub fn open(client: Client) -> Self {
-        Self {
+        Self::from(Clients {
             by_key_digest: HashMap::new(),
             anonymous: Some(client),
+        })
+    }
+
+    fn from(clients: Clients) -> Self {
+        Self {
+            clients: RwLock::new(clients),
         }
     }
 
+    /// Takes the clients of `other` (a reloaded configuration).
+    pub fn replace_with(&self, other: Auth) {
+        let clients = other
+            .clients
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        *self.clients.write().unwrap_or_else(PoisonError::into_inner) = clients;
+    }
+
     fn client(&self, headers: &HeaderMap) -> Result<Client, ApiError> {
-        if let Some(client) = &self.anonymous {
+        let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = &clients.anonymous {
             return Ok(client.clone());
         }
         let token = headers
@@ -68,9 +88,9 @@ impl Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
         // Looked up by digest so the key never sits in a comparison.
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        self.by_key_digest
-            .get(&digest)
+        clients
+            .by_key_digest
+            .get(&digest(token))
             .cloned()
             .ok_or_else(ApiError::unauthorized)
     }
@@ -533,8 +553,13 @@ async fn admin_disable(
 }
 
 async fn admin_reload(State(state): State<AppState>, _: Operator) -> Result<Json<Value>, ApiError> {
-    let plugins = state.admin.reload().await?;
-    Ok(Json(json!({ "reloaded": true, "plugins": plugins })))
+    let report = state.admin.reload().await?;
+    Ok(Json(json!({
+        "reloaded": true,
+        "plugins": report.plugins,
+        "clients": report.clients,
+        "restart_needed": report.restart_needed,
+    })))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
