@@ -211,38 +211,17 @@ impl Admin {
 /// The sections of `new` that differ from `running` and are only read at
 /// start.
 fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
-    let differs = |a: serde_json::Result<serde_json::Value>,
-                   b: serde_json::Result<serde_json::Value>| { a.ok() != b.ok() };
-    let mut sections = Vec::new();
-    if differs(
-        serde_json::to_value(&running.server),
-        serde_json::to_value(&new.server),
-    ) {
-        sections.push("server");
-    }
-    if differs(
-        serde_json::to_value(&running.storage),
-        serde_json::to_value(&new.storage),
-    ) {
-        sections.push("storage");
-    }
-    if differs(
-        serde_json::to_value(&running.cache),
-        serde_json::to_value(&new.cache),
-    ) {
-        sections.push("cache");
-    }
-    if differs(
-        serde_json::to_value(&running.runtime),
-        serde_json::to_value(&new.runtime),
-    ) {
-        sections.push("runtime");
-    }
-    if differs(
-        serde_json::to_value(&running.admin),
-        serde_json::to_value(&new.admin),
-    ) {
-        sections.push("admin");
-    }
-    sections
+    const READ_AT_START: [&str; 5] = ["server", "storage", "cache", "runtime", "admin"];
+    let (running, new) = (
+        serde_json::to_value(running).ok(),
+        serde_json::to_value(new).ok(),
+    );
+    READ_AT_START
+        .into_iter()
+        .filter(|section| {
+            let of =
+                |config: &Option<serde_json::Value>| config.as_ref().map(|c| c[*section].clone());
+            of(&running) != of(&new)
+        })
+        .collect()
 }

@@ -225,6 +225,17 @@ impl Scenario {
     }
 }
 
+/// A scenario could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The service did not start.
+    #[error(transparent)]
+    Start(#[from] crate::app::StartError),
+    /// Local I/O (temp dir, listener).
+    #[error("scenario setup: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// What one scenario run showed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioReport {
@@ -250,29 +261,18 @@ pub async fn run_scenario(
     body: Bytes,
     clients: usize,
     duration: Duration,
-) -> Result<ScenarioReport, crate::app::StartError> {
+) -> Result<ScenarioReport, ScenarioError> {
     use crate::admin::ConfigSource;
     use crate::app::App;
 
-    let storage = tempfile::tempdir().map_err(|e| crate::app::StartError::Listen {
-        addr: "temp dir".into(),
-        reason: e.to_string(),
-    })?;
+    let storage = tempfile::tempdir()?;
     let mut config = scenario.config(plugins_dir, storage.path(), redis_url);
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.max_concurrent_uploads = clients.max(1) * 2;
     let app = App::build(&config, ConfigSource::Fixed(Box::new(config.clone()))).await?;
     let admin = std::sync::Arc::clone(&app.admin);
     let listener = crate::app::bind(config.server.listen).await?;
-    let base_url = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map_err(|e| crate::app::StartError::Listen {
-                addr: "127.0.0.1:0".into(),
-                reason: e.to_string(),
-            })?
-    );
+    let base_url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;

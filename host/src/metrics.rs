@@ -7,7 +7,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::budget::Limit;
 use crate::runtime::{Invocation, InvokeError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -236,7 +235,7 @@ impl Metrics {
             self.budget_stops
                 .get_or_create(&LimitLabels {
                     plugin: plugin.into(),
-                    limit: limit_label(limit),
+                    limit: limit.key(),
                 })
                 .inc();
         }
@@ -244,8 +243,4 @@ impl Metrics {
             .get_or_create(&label)
             .observe(report.wall_time_ms / 1000.0);
     }
-}
-
-fn limit_label(limit: Limit) -> &'static str {
-    limit.key()
 }

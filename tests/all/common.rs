@@ -161,3 +161,9 @@ pub fn roomy() -> Budget {
         ..Budget::default()
     }
 }
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

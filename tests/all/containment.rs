@@ -166,14 +166,10 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
 async fn a_quarantined_fail_closed_plugin_refuses_uploads_naming_it() {
     let server = storm_server(FailurePolicy::FailClosed).await;
     for _ in 0..3 {
-        let body = server
-            .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
-            .await;
+        let body = server.upload_picture(ALICE, "", 503).await;
         assert_eq!(body["error"]["plugin"], "cache-storm");
     }
-    let body = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
-        .await;
+    let body = server.upload_picture(ALICE, "", 503).await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -210,9 +206,7 @@ async fn operators_disable_and_enable_plugins_and_need_the_token() {
         200,
     )
     .await;
-    let record = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture(ALICE, "", 201).await;
     assert!(record["metadata"].get("sha256").is_none());
     assert!(
         skipped_reason(&record, "sha256")
@@ -229,9 +223,7 @@ async fn operators_disable_and_enable_plugins_and_need_the_token() {
         200,
     )
     .await;
-    let record = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture(ALICE, "", 201).await;
     assert!(record["metadata"]["sha256"].is_string());
     let unknown = admin(&server, reqwest::Method::POST, "/admin/plugins/nope/enable").await;
     assert_eq!(json(unknown, 404).await["error"]["code"], "unknown_plugin");
@@ -250,8 +242,7 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
     let a = TestServer::with_config(config_a, dir_a).await;
     let b = TestServer::with_config(config_b, dir_b).await;
     for _ in 0..3 {
-        a.upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-            .await;
+        a.upload_picture(ALICE, "", 201).await;
     }
     // Node B never saw a violation, yet stops invoking the plugin.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -259,9 +250,7 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
         plugin_state(&b, "cache-storm").await["state"],
         "quarantined"
     );
-    let record = b
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = b.upload_picture(ALICE, "", 201).await;
     assert!(
         skipped_reason(&record, "cache-storm")
             .unwrap()
@@ -312,11 +301,7 @@ async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answe
     let uploads: Vec<_> = (0..4)
         .map(|_| {
             let server = Arc::clone(&server);
-            tokio::spawn(async move {
-                server
-                    .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-                    .await
-            })
+            tokio::spawn(async move { server.upload_picture(ALICE, "", 201).await })
         })
         .collect();
     // While the slow plugin spins, health and unrelated reads still answer.
@@ -395,11 +380,7 @@ async fn in_flight_invocations_finish_on_the_plugins_they_started_with() {
     let server = Arc::new(file.serve().await);
     let in_flight = {
         let server = Arc::clone(&server);
-        tokio::spawn(async move {
-            server
-                .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
-                .await
-        })
+        tokio::spawn(async move { server.upload_picture("", "", 201).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     file.write(&entry("sha256"));
@@ -418,9 +399,7 @@ async fn in_flight_invocations_finish_on_the_plugins_they_started_with() {
     );
     assert!(old["metadata"].get("sha256").is_none(), "{old}");
     // …and the next one runs on the new set.
-    let new = server
-        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let new = server.upload_picture("", "", 201).await;
     assert!(new["metadata"]["sha256"].is_string(), "{new}");
     assert!(new.get("skipped").is_none(), "{new}");
 }
@@ -431,9 +410,7 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
     let write = |plugins: &str| file.write(plugins);
     write(&entry("sha256"));
     let server = file.serve().await;
-    let record = server
-        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture("", "", 201).await;
     assert!(record["metadata"]["sha256"].is_string());
 
     write(&entry("content-sniff"));
@@ -443,9 +420,7 @@ async fn reload_swaps_plugins_and_refuses_a_bad_config_keeping_the_old_one() {
     )
     .await;
     assert_eq!(reloaded["plugins"], serde_json::json!(["content-sniff"]));
-    let record = server
-        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture("", "", 201).await;
     assert!(record["metadata"].get("sha256").is_none());
     assert_eq!(record["metadata"]["detected-type"], "image/png");
 
@@ -513,9 +488,7 @@ async fn reload_rotates_api_clients_and_names_sections_that_need_a_restart() {
     file.write(&entry("sha256"));
     let server = file.serve().await;
     // No clients: open on loopback.
-    server
-        .upload_json("", fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    server.upload_picture("", "", 201).await;
 
     let key = "rotated-key-0123456789abcdef";
     file.write(&format!(
@@ -538,8 +511,6 @@ async fn reload_rotates_api_clients_and_names_sections_that_need_a_restart() {
         .upload("", fixture_bytes("picture.png"), "image/png", "")
         .await;
     assert_eq!(anonymous.status(), 401);
-    let record = server
-        .upload_json(key, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture(key, "", 201).await;
     assert_eq!(record["client"], "web");
 }

@@ -9,14 +9,9 @@ use std::time::{Duration, Instant};
 
 use airlock::config::CacheBackendKind;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::harness::*;
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A port that was free a moment ago on 127.0.0.1.
 fn free_port() -> u16 {

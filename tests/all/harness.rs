@@ -227,6 +227,18 @@ impl TestServer {
         json(self.upload(key, bytes, content_type, query).await, status).await
     }
 
+    /// Raw upload of the PNG fixture; its JSON body, which must have `status`.
+    pub async fn upload_picture(&self, key: &str, query: &str, status: u16) -> serde_json::Value {
+        self.upload_json(
+            key,
+            fixture_bytes("picture.png"),
+            "image/png",
+            query,
+            status,
+        )
+        .await
+    }
+
     /// Multipart upload of `form` by the client with `key`.
     pub async fn upload_form(
         &self,

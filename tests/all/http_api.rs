@@ -5,14 +5,9 @@ use airlock::budget::Budget;
 use airlock::config::FailurePolicy;
 use airlock::runtime::HookKind;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::common::*;
 use crate::harness::*;
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// Runs each suite function as its own test, once per backend mix.
 macro_rules! on_both_backends {
@@ -184,15 +179,7 @@ async fn range_reads(backends: Backends) {
 
 async fn delete_removes_everything(backends: Backends) {
     let server = TestServer::start(backends).await;
-    let record = server
-        .upload_json(
-            ALICE,
-            fixture_bytes("picture.png"),
-            "image/png",
-            "&wait=true",
-            201,
-        )
-        .await;
+    let record = server.upload_picture(ALICE, "&wait=true", 201).await;
     let id = record["id"].as_str().unwrap();
     assert_eq!(record["derived"].as_array().unwrap().len(), 1);
     let deleted = server
@@ -255,9 +242,7 @@ async fn fifty_parallel_uploads_are_all_stored_intact(backends: Backends) {
 
 async fn clients_see_only_their_own_uploads(backends: Backends) {
     let server = TestServer::start(backends).await;
-    let record = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture(ALICE, "", 201).await;
     let id = record["id"].as_str().unwrap();
     for path in [
         format!("/v1/uploads/{id}"),
@@ -414,9 +399,7 @@ async fn a_fail_open_budget_stop_skips_the_plugin_and_stores_the_upload() {
 #[tokio::test]
 async fn a_fail_closed_budget_stop_is_503_naming_the_plugin() {
     let server = server_with_runaway(FailurePolicy::FailClosed).await;
-    let body = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 503)
-        .await;
+    let body = server.upload_picture(ALICE, "", 503).await;
     assert_eq!(body["error"]["code"], "plugin_failed");
     assert_eq!(body["error"]["plugin"], "infinite-loop");
     assert!(body["error"]["message"].as_str().unwrap().contains("fuel"));
@@ -426,9 +409,7 @@ async fn a_fail_closed_budget_stop_is_503_naming_the_plugin() {
 #[tokio::test]
 async fn conditional_get_answers_304() {
     let server = TestServer::start(Backends::Local).await;
-    let record = server
-        .upload_json(ALICE, fixture_bytes("picture.png"), "image/png", "", 201)
-        .await;
+    let record = server.upload_picture(ALICE, "", 201).await;
     let path = format!("/v1/uploads/{}/content", record["id"].as_str().unwrap());
     let etag = format!("\"{}\"", record["sha256"].as_str().unwrap());
     let r = server
@@ -453,15 +434,7 @@ async fn health_readiness_and_metrics() {
     let ready = json(server.get(ALICE, "/readyz").await, 200).await;
     assert_eq!(ready["storage"]["status"], "ok");
     assert_eq!(ready["cache"]["backend"], "memory");
-    server
-        .upload_json(
-            ALICE,
-            fixture_bytes("picture.png"),
-            "image/png",
-            "&wait=true",
-            201,
-        )
-        .await;
+    server.upload_picture(ALICE, "&wait=true", 201).await;
     let metrics = server.get(ALICE, "/metrics").await.text().await.unwrap();
     for needle in [
         "airlock_uploads_total{status=\"201\"} 1",

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::sha;
 use airlock::config::StorageBackend;
 use airlock::storage::S3Settings;
-use sha2::{Digest, Sha256};
 
 use crate::harness::*;
 
@@ -155,10 +155,6 @@ impl Drop for Garage {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 async fn upload_status(server: &TestServer, bytes: Vec<u8>) -> (u16, serde_json::Value, Duration) {

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::common::sha;
+
 const MIB: usize = 1024 * 1024;
 const BINARY: &str = "application/octet-stream";
 
@@ -35,10 +37,6 @@ fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Reads a whole body, checking it is as long as announced.
