@@ -264,6 +264,16 @@ impl TestServer {
             .unwrap()
     }
 
+    /// DELETE `path` as the client with `key`.
+    pub async fn delete(&self, key: &str, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Stops gracefully (drains the post-store queue).
     pub async fn stop(self) {
         drop(self.stop_keeping_files().await);

@@ -182,13 +182,7 @@ async fn delete_removes_everything(backends: Backends) {
     let record = server.upload_picture(ALICE, "&wait=true", 201).await;
     let id = record["id"].as_str().unwrap();
     assert_eq!(record["derived"].as_array().unwrap().len(), 1);
-    let deleted = server
-        .http
-        .delete(server.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap();
+    let deleted = server.delete(ALICE, &format!("/v1/uploads/{id}")).await;
     assert_eq!(deleted.status(), 204);
     for path in [
         format!("/v1/uploads/{id}"),
@@ -198,13 +192,7 @@ async fn delete_removes_everything(backends: Backends) {
         let gone = server.get(ALICE, &path).await;
         assert_eq!(json(gone, 404).await["error"]["code"], "not_found");
     }
-    let again = server
-        .http
-        .delete(server.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap();
+    let again = server.delete(ALICE, &format!("/v1/uploads/{id}")).await;
     assert_eq!(again.status(), 404);
     server.stop().await;
 }
@@ -250,13 +238,7 @@ async fn clients_see_only_their_own_uploads(backends: Backends) {
     ] {
         assert_eq!(server.get(BOB, &path).await.status(), 404);
     }
-    let delete = server
-        .http
-        .delete(server.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(BOB)
-        .send()
-        .await
-        .unwrap();
+    let delete = server.delete(BOB, &format!("/v1/uploads/{id}")).await;
     assert_eq!(delete.status(), 404);
     assert_eq!(
         server
