@@ -73,6 +73,7 @@ fn main() {
                 body.clone(),
                 clients,
                 Duration::from_secs(seconds),
+                std::path::Path::new(env!("CARGO_BIN_EXE_airlock")),
             ))
             .expect("scenario");
         println!("{}", serde_json::to_string(&report).unwrap_or_default());

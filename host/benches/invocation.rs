@@ -28,6 +28,7 @@ fn invocation(c: &mut Criterion) {
     for fuel_metering in [true, false] {
         let runtime = PluginRuntime::new(RuntimeConfig {
             fuel_metering,
+            compiler_program: Some(env!("CARGO_BIN_EXE_airlock").into()),
             ..RuntimeConfig::default()
         })
         .expect("runtime");

@@ -14,4 +14,3 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::airlock::plugin::{cache, log, types};
-pub use self::exports::airlock::plugin::{post_store, pre_store};

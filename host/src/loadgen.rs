@@ -261,6 +261,7 @@ pub async fn run_scenario(
     body: Bytes,
     clients: usize,
     duration: Duration,
+    compiler: &std::path::Path,
 ) -> Result<ScenarioReport, ScenarioError> {
     use crate::admin::ConfigSource;
     use crate::app::App;
@@ -269,6 +270,7 @@ pub async fn run_scenario(
     let mut config = scenario.config(plugins_dir, storage.path(), redis_url);
     config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.max_concurrent_uploads = clients.max(1) * 2;
+    config.runtime.compiler_program = Some(compiler.to_path_buf());
     let app = App::build(&config, ConfigSource::Fixed(Box::new(config.clone()))).await?;
     let admin = std::sync::Arc::clone(&app.admin);
     let listener = crate::app::bind(config.server.listen).await?;

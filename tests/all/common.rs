@@ -49,10 +49,17 @@ pub fn runtime() -> &'static PluginRuntime {
         PluginRuntime::new(RuntimeConfig {
             compiled_cache_dir: Some(std::env::temp_dir().join("airlock-test-compiled")),
             max_instances: 32,
+            compiler_program: Some(compiler()),
             ..RuntimeConfig::default()
         })
         .expect("runtime")
     })
+}
+
+/// The `airlock` binary, which runs the compile jail for the runtime under
+/// test (the test binary cannot).
+pub fn compiler() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_airlock"))
 }
 
 /// A cache for plugin `name` on `backend` with `policy`.

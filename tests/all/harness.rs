@@ -80,6 +80,7 @@ pub fn config(backends: Backends, dir: &std::path::Path) -> Config {
     config.storage.path = dir.to_path_buf();
     config.runtime.max_instances = 32;
     config.runtime.compiled_cache_dir = Some(std::env::temp_dir().join("airlock-test-compiled"));
+    config.runtime.compiler_program = Some(compiler());
     config.cache.prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     if backends == Backends::S3Redis {
         config.storage.backend = StorageBackend::S3;

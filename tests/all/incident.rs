@@ -20,6 +20,7 @@ async fn cache_storm_under_load_is_quarantined_and_no_upload_fails() {
         body,
         8,
         Duration::from_secs(3),
+        &compiler(),
     )
     .await
     .unwrap();

@@ -79,6 +79,7 @@ fn an_oversized_component_is_refused_before_compiling() {
     let small = PluginRuntime::new(RuntimeConfig {
         max_component_bytes: 1_000,
         max_instances: 2,
+        compiler_program: Some(compiler()),
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -130,6 +131,7 @@ fn compiled_components_are_cached_on_disk_and_reused() {
     let config = RuntimeConfig {
         compiled_cache_dir: Some(dir.path().to_path_buf()),
         max_instances: 2,
+        compiler_program: Some(compiler()),
         ..RuntimeConfig::default()
     };
     let bytes = std::fs::read(plugin_path("trivial")).unwrap();

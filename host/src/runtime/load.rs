@@ -9,11 +9,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
-use super::PluginRuntime;
 use super::host::HostState;
-use crate::bindings::{post_store, pre_store};
+use super::{PluginRuntime, jail};
 use crate::budget::Budget;
 use crate::cache::PluginCache;
 
@@ -29,8 +28,8 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
         &["content", "[method]content.size", "[method]content.read"],
     ),
 ];
-const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.0";
-const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.0";
+pub(super) const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.0";
+pub(super) const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.0";
 
 /// Which hook a plugin implements, from the world it targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -89,6 +88,38 @@ pub enum LoadError {
         "targets no Airlock world: it must export exactly one of `{PRE_STORE_EXPORT}` (world processor) or `{POST_STORE_EXPORT}` (world extension); it exports [{0}]"
     )]
     WrongWorld(String),
+    /// Passes one of `runtime.component_limits`, found before validation.
+    #[error("component exceeds runtime.component_limits.{limit}: found {found}, allowed {allowed}")]
+    ComponentLimit {
+        /// The key of the limit.
+        limit: &'static str,
+        /// What the component has.
+        found: u64,
+        /// The limit.
+        allowed: u64,
+    },
+    /// Validating or compiling it was stopped by the compile jail.
+    #[error("compiling it was stopped at runtime.{limit} = {allowed}")]
+    Compile {
+        /// `compile_memory_bytes`, `compile_cpu_seconds` or `compile_timeout_ms`.
+        limit: &'static str,
+        /// The limit.
+        allowed: u64,
+    },
+    /// Needs more of the instance pool than one component may take.
+    #[error("component needs {found}, above runtime.{limit} = {allowed}")]
+    PoolLimit {
+        /// `max_core_instances_per_component`, `max_memories_per_component`
+        /// or `max_tables_per_component`.
+        limit: &'static str,
+        /// What it needs.
+        found: u64,
+        /// The limit.
+        allowed: u64,
+    },
+    /// The compile jail itself could not run (not the component's fault).
+    #[error("cannot run the compile jail: {0}")]
+    Jail(String),
     /// Its budget asks for more memory than the instance pool was sized for.
     #[error("budget memory_bytes = {asked} is above the runtime's max_memory_bytes = {limit}")]
     MemoryAboveRuntimeLimit {
@@ -114,18 +145,13 @@ pub struct ComponentInfo {
     pub sha256: String,
 }
 
-#[derive(Clone)]
-pub(super) enum HookIndices {
-    Processor(pre_store::GuestIndices),
-    Extension(post_store::GuestIndices),
-}
-
 /// A loaded plugin, ready to be invoked any number of times.
 pub struct Plugin {
     pub(super) name: Arc<str>,
     pub(super) info: ComponentInfo,
     pub(super) pre: InstancePre<HostState>,
-    pub(super) indices: HookIndices,
+    /// The hook function (`process` or `on-stored`).
+    pub(super) hook: ComponentExportIndex,
     pub(super) budget: Budget,
     pub(super) cache: PluginCache,
     pub(super) fuel_metering: bool,
@@ -184,21 +210,12 @@ impl PluginRuntime {
                 limit: self.config.max_memory_bytes,
             });
         }
-        let (component, info) = self.compile_checked(bytes)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
-        let indices = match info.world {
-            HookKind::Processor => pre_store::GuestIndices::new(&pre).map(HookIndices::Processor),
-            HookKind::Extension => post_store::GuestIndices::new(&pre).map(HookIndices::Extension),
-        }
-        .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let (info, pre, hook) = self.prepare(bytes)?;
         Ok(Plugin {
             name: name.into(),
             info,
             pre,
-            indices,
+            hook,
             budget,
             cache,
             fuel_metering: self.config.fuel_metering,
@@ -206,9 +223,24 @@ impl PluginRuntime {
         })
     }
 
-    /// Everything `load` checks, without a budget: for `airlock plugin check`.
+    /// Everything `load` checks, without a budget: for `airlock plugin check`,
+    /// which must refuse exactly what the service refuses.
     pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        self.compile_checked(bytes).map(|(_, info)| info)
+        self.prepare(bytes).map(|(info, _, _)| info)
+    }
+
+    /// Compiles, checks imports and the hook's signature, and pre-links.
+    fn prepare(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(ComponentInfo, InstancePre<HostState>, ComponentExportIndex), LoadError> {
+        let (component, info) = self.compile_checked(bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
+        let hook = self.signatures.check(&component, info.world)?;
+        Ok((info, pre, hook))
     }
 
     fn compile_checked(&self, bytes: &[u8]) -> Result<(Component, ComponentInfo), LoadError> {
@@ -243,13 +275,18 @@ impl PluginRuntime {
             else {
                 return Err(LoadError::DisallowedImport(name.to_string()));
             };
-            if let ComponentItem::ComponentInstance(instance) = item.ty {
-                for (export, item) in instance.exports(&self.engine) {
-                    // Type exports (records, variants) carry no capability.
-                    let is_type = matches!(item.ty, ComponentItem::Type(_));
-                    if !is_type && !funcs.contains(&export) {
-                        return Err(LoadError::DisallowedImport(format!("{name}#{export}")));
-                    }
+            let ComponentItem::ComponentInstance(instance) = item.ty else {
+                // Airlock provides each interface as an instance; anything
+                // else under that name (a bare function…) cannot be linked.
+                return Err(LoadError::DisallowedImport(format!(
+                    "{name} as something other than an interface instance"
+                )));
+            };
+            for (export, item) in instance.exports(&self.engine) {
+                // Type exports (records, variants) carry no capability.
+                let is_type = matches!(item.ty, ComponentItem::Type(_));
+                if !is_type && !funcs.contains(&export) {
+                    return Err(LoadError::DisallowedImport(format!("{name}#{export}")));
                 }
             }
             imports.push(name.to_string());
@@ -275,32 +312,40 @@ impl PluginRuntime {
         })
     }
 
-    /// Compiles `bytes`, reusing a previous compilation by this same engine
-    /// configuration when the cache directory has one.
+    /// Compiles `bytes` in the compile jail, reusing a previous compilation
+    /// by this same engine configuration when the cache directory has one.
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
-        let malformed = |e: wasmtime::Error| LoadError::Malformed(format!("{e:#}"));
-        let Some(dir) = &self.config.compiled_cache_dir else {
-            return Component::new(&self.engine, bytes).map_err(malformed);
-        };
-        let mut engine_hash = DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let path = dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish()));
-        if path.exists() {
-            match deserialize_own_artifact(&self.engine, &path) {
+        let cached = self.config.compiled_cache_dir.as_ref().map(|dir| {
+            let mut engine_hash = DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut engine_hash);
+            (
+                dir,
+                dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish())),
+            )
+        });
+        if let Some((_, path)) = &cached
+            && path.exists()
+        {
+            match deserialize_own_file(&self.engine, path) {
                 Ok(component) => return Ok(component),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component")
                 }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(malformed)?;
+        // Refuse cheaply what is plainly too big before starting the jail
+        // (text is converted, then checked, inside the jail).
+        if bytes.starts_with(b"\0asm") {
+            self.config.component_limits.check(bytes)?;
+        }
+        let artifact = jail::compile(&self.config, bytes)?;
+        let component =
+            deserialize_own_bytes(&self.engine, &artifact).map_err(|e| pool_refusal(&e))?;
         // A failed cache write only costs a recompile next time.
-        if let Err(e) = component
-            .serialize()
-            .map_err(|e| std::io::Error::other(format!("{e:#}")))
-            .and_then(|artifact| write_atomically(dir, &path, &artifact))
+        if let Some((dir, path)) = &cached
+            && let Err(e) = write_atomically(dir, path, &artifact)
         {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
         }
@@ -312,11 +357,49 @@ impl PluginRuntime {
 /// private cache directory (never a user-supplied file); the file name binds
 /// it to the source's hash and to the engine's compatibility hash.
 #[allow(unsafe_code)]
-fn deserialize_own_artifact(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the artifact was produced by `Component::serialize` of a
-    // compatible engine and written atomically, so it is neither truncated
-    // nor foreign; wasmtime still checks its header and engine settings.
+fn deserialize_own_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the artifact was produced by the compile jail of a compatible
+    // engine and written atomically, so it is neither truncated nor foreign;
+    // wasmtime still checks its header and engine settings.
     unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// Loads the artifact the compile jail just produced.
+#[allow(unsafe_code)]
+fn deserialize_own_bytes(
+    engine: &wasmtime::Engine,
+    artifact: &[u8],
+) -> wasmtime::Result<Component> {
+    // SAFETY: the bytes come straight from our own `airlock __compile` child
+    // (`Engine::precompile_component` with the same settings), not from a
+    // user; wasmtime still checks its header and engine settings.
+    unsafe { Component::deserialize(engine, artifact) }
+}
+
+/// Why the service's engine refused an artifact the jail compiled: the
+/// pooling allocator checks per-component caps when a component is created,
+/// and says so only in words.
+fn pool_refusal(err: &wasmtime::Error) -> LoadError {
+    let text = format!("{err:#}");
+    let limit = if text.contains("core module instances") {
+        "max_core_instances_per_component"
+    } else if text.contains("memories") {
+        "max_memories_per_component"
+    } else if text.contains("tables") {
+        "max_tables_per_component"
+    } else {
+        return LoadError::Jail(format!("unusable artifact from the compiler: {text}"));
+    };
+    // "… contains N …, which exceeds the configured maximum of M …"
+    let numbers: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    LoadError::PoolLimit {
+        limit,
+        found: numbers.first().copied().unwrap_or(0),
+        allowed: numbers.last().copied().unwrap_or(0),
+    }
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {

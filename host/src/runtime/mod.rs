@@ -5,7 +5,11 @@
 mod content;
 mod host;
 mod invoke;
+pub mod jail;
 mod load;
+mod output;
+mod prepass;
+mod signature;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::content::{ContentSource, FileContent};
@@ -23,6 +27,7 @@ pub use self::invoke::{
     CrashKind, Derived, HookOutput, Invocation, InvokeError, UploadInfo, UsageReport, Verdict,
 };
 pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
+pub use self::prepass::ComponentLimits;
 
 /// How often the epoch ticks: the resolution of wall-clock budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -45,6 +50,28 @@ pub struct RuntimeConfig {
     pub max_memory_bytes: u64,
     /// Instances that may run at once across all plugins (pool size).
     pub max_instances: u32,
+    /// Core instances one component may create: one invocation cannot
+    /// drain the pool that every plugin shares.
+    pub max_core_instances_per_component: u32,
+    /// Linear memories one component may hold (their sizes are summed
+    /// against the budget's `memory_bytes`).
+    pub max_memories_per_component: u32,
+    /// Tables one component may hold (their elements are summed against the
+    /// budget's `table_elements`).
+    pub max_tables_per_component: u32,
+    /// Address space of the child process that validates and compiles a
+    /// component the service has not compiled before.
+    pub compile_memory_bytes: u64,
+    /// CPU time of that child process (all its compiler threads).
+    pub compile_cpu_seconds: u64,
+    /// Wall-clock time of that child process.
+    pub compile_timeout_ms: u64,
+    /// The `airlock` executable that runs the compile jail; `None` is the
+    /// running executable. Not a config key: tests point it at the binary.
+    #[serde(skip)]
+    pub compiler_program: Option<PathBuf>,
+    /// Static limits checked before any validation or compilation.
+    pub component_limits: ComponentLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -55,6 +82,14 @@ impl Default for RuntimeConfig {
             max_component_bytes: 64 << 20,
             max_memory_bytes: 1 << 30,
             max_instances: 128,
+            max_core_instances_per_component: 32,
+            max_memories_per_component: 4,
+            max_tables_per_component: 16,
+            compile_memory_bytes: 1 << 30,
+            compile_cpu_seconds: 50,
+            compile_timeout_ms: 25_000,
+            compiler_program: None,
+            component_limits: ComponentLimits::default(),
         }
     }
 }
@@ -72,6 +107,7 @@ pub struct PluginRuntime {
     // One permit per pooled instance slot: invocations wait for a slot
     // rather than failing when the pool is momentarily full.
     slots: Arc<tokio::sync::Semaphore>,
+    signatures: signature::HookSignatures,
     _ticker: EpochTicker,
 }
 
@@ -80,38 +116,60 @@ impl PluginRuntime {
     /// that provides exactly the `airlock:plugin` imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
-        let mut pool = PoolingAllocationConfig::default();
         let instances = config.max_instances.max(1);
-        // Rust components hold a few core instances (the module plus shims).
-        pool.total_component_instances(instances)
-            .total_core_instances(instances * 4)
-            .total_memories(instances * 2)
-            .total_tables(instances * 4)
-            .total_stacks(instances)
-            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .consume_fuel(config.fuel_metering)
-            .epoch_interruption(true)
-            .max_wasm_stack(512 << 10)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm).map_err(err)?;
+        let engine = Engine::new(&engine_config(&config, true)).map_err(err)?;
         let mut linker = Linker::new(&engine);
-        crate::bindings::Host_::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(err)?;
+        host::add_to_linker(&mut linker).map_err(err)?;
         if let Some(dir) = &config.compiled_cache_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RuntimeError(format!("{}: {e}", dir.display())))?;
         }
+        let signatures = signature::HookSignatures::new(&engine).map_err(RuntimeError)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
             linker,
             slots: Arc::new(tokio::sync::Semaphore::new(instances as usize)),
+            signatures,
             config,
             _ticker: ticker,
         })
     }
+}
+
+/// The engine settings shared by the service and the compile jail: code
+/// compiled by one must load in the other, so only the allocator differs
+/// (the jail compiles and never instantiates).
+pub(crate) fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(config.fuel_metering)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10);
+    if pooling {
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // Every instance slot can hold a component at its per-component
+        // caps, so one invocation, however greedy, cannot starve another of
+        // pooled core instances, memories or tables.
+        let per = |n: u32| n.max(1);
+        let (core_instances, memories, tables) = (
+            per(config.max_core_instances_per_component),
+            per(config.max_memories_per_component),
+            per(config.max_tables_per_component),
+        );
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(core_instances))
+            .total_memories(instances.saturating_mul(memories))
+            .total_tables(instances.saturating_mul(tables))
+            .total_stacks(instances)
+            .max_core_instances_per_component(core_instances)
+            .max_memories_per_component(memories)
+            .max_tables_per_component(tables)
+            .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
 }
 
 /// Drives the engine's epoch so deadlines can interrupt running wasm.
