@@ -27,6 +27,12 @@ pub struct Budget {
     pub output_bytes: u64,
     /// Lines written through the `log` interface.
     pub log_lines: u64,
+    /// Table elements summed over every table of the invocation.
+    pub table_elements: u64,
+    /// Metadata entries a processor may return.
+    pub metadata_entries: u64,
+    /// Derived artifacts an extension may return.
+    pub derived_artifacts: u64,
 }
 
 impl Default for Budget {
@@ -40,9 +46,17 @@ impl Default for Budget {
             read_bytes: 1 << 30,
             output_bytes: 32 << 20,
             log_lines: 64,
+            table_elements: 100_000,
+            metadata_entries: 64,
+            derived_artifacts: 16,
         }
     }
 }
+
+/// What each returned metadata entry or derived artifact costs in
+/// `output_bytes` on top of its own bytes: an empty entry is not free, since
+/// the host stores and indexes every one.
+pub const OUTPUT_ENTRY_COST: u64 = 64;
 
 /// One of the limits in a [`Budget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,11 +78,17 @@ pub enum Limit {
     OutputBytes,
     /// [`Budget::log_lines`].
     LogLines,
+    /// [`Budget::table_elements`].
+    TableElements,
+    /// [`Budget::metadata_entries`].
+    MetadataEntries,
+    /// [`Budget::derived_artifacts`].
+    DerivedArtifacts,
 }
 
 impl Limit {
     /// Every limit, in a stable order (for metrics and reports).
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 11] = [
         Limit::Fuel,
         Limit::Timeout,
         Limit::Memory,
@@ -77,6 +97,9 @@ impl Limit {
         Limit::ReadBytes,
         Limit::OutputBytes,
         Limit::LogLines,
+        Limit::TableElements,
+        Limit::MetadataEntries,
+        Limit::DerivedArtifacts,
     ];
 
     /// The budget key that sets this limit, as written in config files.
@@ -90,6 +113,9 @@ impl Limit {
             Limit::ReadBytes => "read_bytes",
             Limit::OutputBytes => "output_bytes",
             Limit::LogLines => "log_lines",
+            Limit::TableElements => "table_elements",
+            Limit::MetadataEntries => "metadata_entries",
+            Limit::DerivedArtifacts => "derived_artifacts",
         }
     }
 
@@ -109,6 +135,9 @@ impl Limit {
             Limit::ReadBytes => &mut budget.read_bytes,
             Limit::OutputBytes => &mut budget.output_bytes,
             Limit::LogLines => &mut budget.log_lines,
+            Limit::TableElements => &mut budget.table_elements,
+            Limit::MetadataEntries => &mut budget.metadata_entries,
+            Limit::DerivedArtifacts => &mut budget.derived_artifacts,
         }
     }
 }

@@ -171,6 +171,11 @@ impl PluginCache {
         Ok(format!("{}:{key}", self.namespace))
     }
 
+    /// The largest value this plugin may store.
+    pub fn max_value_bytes(&self) -> u64 {
+        self.policy.max_value_bytes
+    }
+
     /// Checks a value against the size cap.
     fn check_value(&self, value: &[u8]) -> Result<(), CacheError> {
         if value.len() as u64 > self.policy.max_value_bytes {

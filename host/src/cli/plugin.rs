@@ -96,6 +96,15 @@ struct LimitFlags {
     /// Log lines.
     #[arg(long)]
     log_lines: Option<u64>,
+    /// Table elements, over all tables.
+    #[arg(long)]
+    table_elements: Option<u64>,
+    /// Metadata entries returned.
+    #[arg(long)]
+    metadata_entries: Option<u64>,
+    /// Derived artifacts returned.
+    #[arg(long)]
+    derived_artifacts: Option<u64>,
 }
 
 impl LimitFlags {
@@ -109,6 +118,9 @@ impl LimitFlags {
             (self.read_bytes, &mut budget.read_bytes),
             (self.output_bytes, &mut budget.output_bytes),
             (self.log_lines, &mut budget.log_lines),
+            (self.table_elements, &mut budget.table_elements),
+            (self.metadata_entries, &mut budget.metadata_entries),
+            (self.derived_artifacts, &mut budget.derived_artifacts),
         ];
         for (flag, slot) in pairs {
             if let Some(value) = flag {
@@ -399,6 +411,9 @@ fn print_report(
             Limit::ReadBytes => Some(report.usage.read_bytes),
             Limit::OutputBytes => Some(report.usage.output_bytes),
             Limit::LogLines => Some(report.usage.log_lines),
+            Limit::TableElements => Some(report.usage.table_elements),
+            Limit::MetadataEntries => Some(report.usage.metadata_entries),
+            Limit::DerivedArtifacts => Some(report.usage.derived_artifacts),
         };
         let used = used.map_or_else(|| "off".to_string(), |u| u.to_string());
         let mark = if hit == Some(limit) {

@@ -1,21 +1,29 @@
 //! The store data of one invocation and the host side of the WIT imports:
-//! every call a plugin makes is counted against its budget here.
+//! every call a plugin makes is counted against its budget here, and every
+//! linear memory and table it holds is summed against its budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::AsContext;
+use wasmtime::component::{
+    HasSelf, Linker, LinkerInstance, Resource, ResourceTable, WasmList, WasmStr,
+};
+use wasmtime::{AsContextMut, StoreContextMut};
 
 use super::content::ContentSource;
+use super::invoke::{CrashKind, GuestFault, HostFault};
 use crate::bindings::{cache, log, types};
 use crate::budget::{Budget, Limit, OverBudget};
-use crate::cache::{CacheError, MAX_BATCH, PluginCache, PutMode};
+use crate::cache::{CacheError, MAX_BATCH, MAX_KEY_BYTES, PluginCache, PutMode};
 
 /// Most bytes one `content.read` returns.
 const MAX_READ_CHUNK: u32 = 1 << 20;
 /// Log lines longer than this are cut.
 const MAX_LOG_LINE: usize = 4 << 10;
+const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.0";
+const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.0";
 
 /// The host object behind a plugin's `content` resource.
 pub struct ContentHandle {
@@ -38,7 +46,7 @@ pub struct CacheOps {
 /// What an invocation has used so far.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
-    /// Cache operations, one per key.
+    /// Cache operations, one per key asked for (refused ones included).
     pub cache_calls: u64,
     /// The same, by kind.
     pub cache_ops: CacheOps,
@@ -46,12 +54,19 @@ pub struct Usage {
     pub cache_write_bytes: u64,
     /// Content bytes read.
     pub read_bytes: u64,
-    /// Bytes returned by the plugin.
+    /// Bytes returned by the plugin, with a fixed cost per entry.
     pub output_bytes: u64,
     /// Log lines written.
     pub log_lines: u64,
-    /// Largest linear memory reached, in bytes.
+    /// Most linear memory held at once, summed over every memory of every
+    /// core instance, in bytes.
     pub peak_memory_bytes: u64,
+    /// Most table elements held at once, summed over every table.
+    pub table_elements: u64,
+    /// Metadata entries returned.
+    pub metadata_entries: u64,
+    /// Derived artifacts returned.
+    pub derived_artifacts: u64,
 }
 
 /// Per-invocation store data.
@@ -63,6 +78,10 @@ pub struct HostState {
     pub(super) cache: PluginCache,
     pub(super) table: ResourceTable,
     pub(super) usage: Usage,
+    /// Linear memory held now, over every memory of the invocation.
+    memory_bytes: u64,
+    /// Table elements held now, over every table of the invocation.
+    table_elements: u64,
     /// Set when a host call or the limiter stopped the plugin, so the trap
     /// can be reported as the limit it was.
     pub(super) over_budget: Option<OverBudget>,
@@ -89,6 +108,8 @@ impl HostState {
             cache,
             table: ResourceTable::new(),
             usage: Usage::default(),
+            memory_bytes: 0,
+            table_elements: 0,
             over_budget: None,
             last_error_line: None,
         }
@@ -106,14 +127,16 @@ impl HostState {
     }
 
     /// Adds `amount` to a counter, trapping if that passes its limit.
-    fn charge(&mut self, limit: Limit, amount: u64) -> Trappable<()> {
+    pub(super) fn charge(&mut self, limit: Limit, amount: u64) -> Trappable<()> {
         let counter = match limit {
             Limit::CacheCalls => &mut self.usage.cache_calls,
             Limit::CacheWriteBytes => &mut self.usage.cache_write_bytes,
             Limit::ReadBytes => &mut self.usage.read_bytes,
             Limit::OutputBytes => &mut self.usage.output_bytes,
             Limit::LogLines => &mut self.usage.log_lines,
-            Limit::Fuel | Limit::Timeout | Limit::Memory => return Ok(()),
+            Limit::MetadataEntries => &mut self.usage.metadata_entries,
+            Limit::DerivedArtifacts => &mut self.usage.derived_artifacts,
+            Limit::Fuel | Limit::Timeout | Limit::Memory | Limit::TableElements => return Ok(()),
         };
         let used = counter.saturating_add(amount);
         *counter = used;
@@ -121,6 +144,34 @@ impl HostState {
             return Err(self.stop(limit, used));
         }
         Ok(())
+    }
+
+    /// What is left of a counted limit.
+    pub(super) fn left(&self, limit: Limit) -> u64 {
+        let used = match limit {
+            Limit::OutputBytes => self.usage.output_bytes,
+            Limit::MetadataEntries => self.usage.metadata_entries,
+            Limit::DerivedArtifacts => self.usage.derived_artifacts,
+            _ => 0,
+        };
+        limit.allowed_in(&self.budget).saturating_sub(used)
+    }
+
+    /// Charges `keys` cache calls of one kind; a refused call is charged too.
+    fn charge_calls(&mut self, kind: fn(&mut CacheOps) -> &mut u64, keys: usize) -> Trappable<()> {
+        let keys = keys as u64;
+        let counter = kind(&mut self.usage.cache_ops);
+        *counter = counter.saturating_add(keys);
+        self.charge(Limit::CacheCalls, keys)
+    }
+
+    /// Turns a cache result into the guest's answer; a backend that answered
+    /// only after the deadline is a timeout.
+    fn settle<T>(&mut self, result: Result<T, CacheError>) -> Trappable<Answer<T>> {
+        if matches!(result, Err(CacheError::Unavailable)) {
+            self.time_left()?;
+        }
+        Ok((result.map_err(Into::into),))
     }
 
     /// Time left before the invocation's deadline; traps once it has passed,
@@ -137,31 +188,19 @@ impl HostState {
         }
     }
 
-    /// Runs a cache call after charging `keys` calls and `written` bytes;
-    /// a backend that answers only after the deadline is a timeout.
-    async fn cache_call<T>(
-        &mut self,
-        op_kind: fn(&mut CacheOps) -> &mut u64,
-        keys: usize,
-        written: u64,
-        op: impl AsyncFnOnce(&PluginCache, Duration) -> Result<T, CacheError>,
-    ) -> Trappable<Result<T, cache::Error>> {
-        *op_kind(&mut self.usage.cache_ops) += keys as u64;
-        self.charge(Limit::CacheCalls, keys as u64)?;
-        self.charge(Limit::CacheWriteBytes, written)?;
-        let left = self.time_left()?;
-        let result = op(&self.cache, left).await;
-        if matches!(result, Err(CacheError::Unavailable)) {
-            self.time_left()?;
-        }
-        Ok(result.map_err(Into::into))
-    }
-
-    fn batch_len(len: usize) -> Result<(), cache::Error> {
-        if len > MAX_BATCH {
-            Err(cache::Error::TooLarge)
-        } else {
-            Ok(())
+    /// Writes one (already escaped) plugin log line; the plugin's text is a
+    /// field, never part of the format string.
+    fn log(&mut self, level: log::Level, line: String) {
+        let (plugin, upload) = (&*self.plugin, self.upload_id.as_str());
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, upload, message = %line),
+            log::Level::Debug => tracing::debug!(plugin, upload, message = %line),
+            log::Level::Info => tracing::info!(plugin, upload, message = %line),
+            log::Level::Warn => tracing::warn!(plugin, upload, message = %line),
+            log::Level::Error => {
+                tracing::error!(plugin, upload, message = %line);
+                self.last_error_line = Some(line);
+            }
         }
     }
 }
@@ -177,154 +216,261 @@ impl From<CacheError> for cache::Error {
     }
 }
 
+/// Provides the `airlock:plugin` imports. `types` (the content resource)
+/// comes from the generated bindings; `cache` and `log` take their strings
+/// and lists as lazy views of guest memory, so every length is checked and
+/// every call charged before the host copies a byte.
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)?;
+    add_cache(&mut linker.instance(CACHE_INTERFACE)?)?;
+    add_log(&mut linker.instance(LOG_INTERFACE)?)?;
+    Ok(())
+}
+
+/// What a cache import answers the guest.
+type Answer<T> = (Result<T, cache::Error>,);
+type Ctx<'a> = StoreContextMut<'a, HostState>;
+
+fn add_cache(cache: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
+    cache.func_wrap_async("get", |mut store: Ctx<'_>, (key,): (WasmStr,)| {
+        Box::new(async move {
+            store.data_mut().charge_calls(|o| &mut o.get, 1)?;
+            let Some(key) = guest_key(&store, &key)? else {
+                return Ok((Err(cache::Error::InvalidKey),));
+            };
+            let state = store.data_mut();
+            let left = state.time_left()?;
+            let result = state.cache.get(&key, left).await;
+            state.settle(result.map(|v| v.map(Vec::from)))
+        })
+    })?;
+    cache.func_wrap_async(
+        "set",
+        |mut store: Ctx<'_>, (key, value, ttl): (WasmStr, WasmList<u8>, u32)| {
+            Box::new(async move {
+                store.data_mut().charge_calls(|o| &mut o.set, 1)?;
+                let (answer,) = put(store, &key, &value, ttl, PutMode::Overwrite).await?;
+                Ok((answer.map(drop),))
+            })
+        },
+    )?;
+    cache.func_wrap_async(
+        "add",
+        |mut store: Ctx<'_>, (key, value, ttl): (WasmStr, WasmList<u8>, u32)| {
+            Box::new(async move {
+                store.data_mut().charge_calls(|o| &mut o.add, 1)?;
+                put(store, &key, &value, ttl, PutMode::IfAbsent).await
+            })
+        },
+    )?;
+    cache.func_wrap_async("delete", |mut store: Ctx<'_>, (key,): (WasmStr,)| {
+        Box::new(async move {
+            store.data_mut().charge_calls(|o| &mut o.delete, 1)?;
+            let Some(key) = guest_key(&store, &key)? else {
+                return Ok((Err(cache::Error::InvalidKey),));
+            };
+            let state = store.data_mut();
+            let left = state.time_left()?;
+            let result = state.cache.delete(&key, left).await;
+            state.settle(result)
+        })
+    })?;
+    cache.func_wrap_async(
+        "get-many",
+        |mut store: Ctx<'_>, (keys,): (WasmList<WasmStr>,)| {
+            Box::new(async move {
+                // Charged per key asked for, before the batch is refused.
+                store.data_mut().charge_calls(|o| &mut o.get, keys.len())?;
+                if keys.len() > MAX_BATCH {
+                    return Ok((Err(cache::Error::TooLarge),));
+                }
+                let mut owned = Vec::with_capacity(keys.len());
+                for i in 0..keys.len() {
+                    let key = guest_item(&mut store, &keys, i)?;
+                    match guest_key(&store, &key)? {
+                        Some(key) => owned.push(key),
+                        None => return Ok((Err(cache::Error::InvalidKey),)),
+                    }
+                }
+                let state = store.data_mut();
+                let deadline = Instant::now() + state.time_left()?;
+                let mut values = Vec::with_capacity(owned.len());
+                for key in &owned {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match state.cache.get(key, left).await {
+                        Ok(value) => values.push(value.map(Vec::from)),
+                        Err(e) => return state.settle(Err(e)),
+                    }
+                }
+                Ok((Ok(values),))
+            })
+        },
+    )?;
+    cache.func_wrap_async(
+        "set-many",
+        |mut store: Ctx<'_>, (entries, ttl): (WasmList<(WasmStr, WasmList<u8>)>, u32)| {
+            Box::new(async move {
+                store
+                    .data_mut()
+                    .charge_calls(|o| &mut o.set, entries.len())?;
+                if entries.len() > MAX_BATCH {
+                    return Ok((Err(cache::Error::TooLarge),));
+                }
+                let mut owned = Vec::with_capacity(entries.len());
+                for i in 0..entries.len() {
+                    let (key, value) = guest_item(&mut store, &entries, i)?;
+                    let Some(key) = guest_key(&store, &key)? else {
+                        return Ok((Err(cache::Error::InvalidKey),));
+                    };
+                    let Some(value) = guest_value(&store, &value) else {
+                        return Ok((Err(cache::Error::TooLarge),));
+                    };
+                    owned.push((key, value));
+                }
+                let state = store.data_mut();
+                let bytes = owned.iter().map(|(k, v)| written(k, v)).sum();
+                state.charge(Limit::CacheWriteBytes, bytes)?;
+                let deadline = Instant::now() + state.time_left()?;
+                for (key, value) in owned {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let result = state
+                        .cache
+                        .put(&key, value, ttl, PutMode::Overwrite, left)
+                        .await;
+                    if let Err(e) = result {
+                        return state.settle(Err(e));
+                    }
+                }
+                Ok((Ok(()),))
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// `set` and `add` after their call was charged: refuse, charge the bytes,
+/// write.
+async fn put(
+    mut store: Ctx<'_>,
+    key: &WasmStr,
+    value: &WasmList<u8>,
+    ttl: u32,
+    mode: PutMode,
+) -> wasmtime::Result<Answer<bool>> {
+    let Some(key) = guest_key(&store, key)? else {
+        return Ok((Err(cache::Error::InvalidKey),));
+    };
+    let Some(value) = guest_value(&store, value) else {
+        return Ok((Err(cache::Error::TooLarge),));
+    };
+    let state = store.data_mut();
+    state.charge(Limit::CacheWriteBytes, written(&key, &value))?;
+    let left = state.time_left()?;
+    let result = state.cache.put(&key, value, ttl, mode, left).await;
+    state.settle(result)
+}
+
+fn add_log(log: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
+    log.func_wrap(
+        "write",
+        |mut store: Ctx<'_>, (level, message): (log::Level, WasmStr)| {
+            store.data_mut().charge(Limit::LogLines, 1)?;
+            let text = message.to_str(store.as_context()).map_err(|e| {
+                GuestFault::new(
+                    CrashKind::InvalidResult,
+                    format!("log line is not UTF-8: {e}"),
+                )
+            })?;
+            let line = escape_log_text(truncate(&text, MAX_LOG_LINE));
+            store.data_mut().log(level, line);
+            Ok(())
+        },
+    )
+}
+
+/// Reads a cache key from guest memory: `None` (invalid-key) when it is
+/// longer than any key may be, without copying it.
+fn guest_key(store: &Ctx<'_>, key: &WasmStr) -> wasmtime::Result<Option<String>> {
+    let text = key.to_str(store.as_context()).map_err(|e| {
+        GuestFault::new(
+            CrashKind::InvalidResult,
+            format!("cache key is not UTF-8: {e}"),
+        )
+    })?;
+    Ok((text.len() <= MAX_KEY_BYTES).then(|| text.into_owned()))
+}
+
+/// Reads a cache value from guest memory: `None` (too-large) when it is over
+/// the plugin's value cap, without copying it.
+fn guest_value(store: &Ctx<'_>, value: &WasmList<u8>) -> Option<Bytes> {
+    let max = store.data().cache.max_value_bytes();
+    (value.len() as u64 <= max)
+        .then(|| Bytes::copy_from_slice(value.as_le_slice(store.as_context())))
+}
+
+/// Element `i` of a list the guest passed.
+fn guest_item<T: wasmtime::component::Lift + 'static>(
+    store: &mut Ctx<'_>,
+    list: &WasmList<T>,
+    i: usize,
+) -> wasmtime::Result<T> {
+    match list.get(store.as_context_mut(), i) {
+        Some(Ok(item)) => Ok(item),
+        Some(Err(e)) => Err(GuestFault::new(CrashKind::InvalidResult, format!("{e:#}")).into()),
+        None => {
+            Err(GuestFault::new(CrashKind::InvalidResult, "list shorter than its length").into())
+        }
+    }
+}
+
 fn written(key: &str, value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
 
-impl cache::Host for HostState {
-    async fn get(&mut self, key: String) -> Trappable<Result<Option<Vec<u8>>, cache::Error>> {
-        self.cache_call(
-            |o| &mut o.get,
-            1,
-            0,
-            async |cache, left| cache.get(&key, left).await.map(|v| v.map(Vec::from)),
-        )
-        .await
+/// The longest prefix of `text` of at most `max` bytes, on a char boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
     }
-
-    async fn set(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_seconds: u32,
-    ) -> Trappable<Result<(), cache::Error>> {
-        let bytes = written(&key, &value);
-        self.cache_call(
-            |o| &mut o.set,
-            1,
-            bytes,
-            async |cache, left| {
-                cache
-                    .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
-                    .await
-                    .map(drop)
-            },
-        )
-        .await
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
     }
-
-    async fn add(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_seconds: u32,
-    ) -> Trappable<Result<bool, cache::Error>> {
-        let bytes = written(&key, &value);
-        self.cache_call(
-            |o| &mut o.add,
-            1,
-            bytes,
-            async |cache, left| {
-                cache
-                    .put(&key, value.into(), ttl_seconds, PutMode::IfAbsent, left)
-                    .await
-            },
-        )
-        .await
-    }
-
-    async fn delete(&mut self, key: String) -> Trappable<Result<bool, cache::Error>> {
-        self.cache_call(
-            |o| &mut o.delete,
-            1,
-            0,
-            async |cache, left| cache.delete(&key, left).await,
-        )
-        .await
-    }
-
-    async fn get_many(
-        &mut self,
-        keys: Vec<String>,
-    ) -> Trappable<Result<Vec<Option<Vec<u8>>>, cache::Error>> {
-        if let Err(e) = Self::batch_len(keys.len()) {
-            return Ok(Err(e));
-        }
-        self.cache_call(
-            |o| &mut o.get,
-            keys.len(),
-            0,
-            async |cache, left| {
-                let deadline = Instant::now() + left;
-                let mut values = Vec::with_capacity(keys.len());
-                for key in &keys {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    values.push(cache.get(key, left).await?.map(Vec::from));
-                }
-                Ok(values)
-            },
-        )
-        .await
-    }
-
-    async fn set_many(
-        &mut self,
-        entries: Vec<(String, Vec<u8>)>,
-        ttl_seconds: u32,
-    ) -> Trappable<Result<(), cache::Error>> {
-        if let Err(e) = Self::batch_len(entries.len()) {
-            return Ok(Err(e));
-        }
-        let bytes = entries.iter().map(|(k, v)| written(k, v)).sum();
-        self.cache_call(
-            |o| &mut o.set,
-            entries.len(),
-            bytes,
-            async |cache, left| {
-                let deadline = Instant::now() + left;
-                for (key, value) in entries {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    cache
-                        .put(&key, value.into(), ttl_seconds, PutMode::Overwrite, left)
-                        .await?;
-                }
-                Ok(())
-            },
-        )
-        .await
-    }
+    &text[..cut]
 }
 
-impl log::Host for HostState {
-    async fn write(&mut self, level: log::Level, mut message: String) -> Trappable<()> {
-        self.charge(Limit::LogLines, 1)?;
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
+/// A plugin's log text made safe for any log format: control characters
+/// (CR/LF, ESC…), line separators and bidirectional overrides are escaped,
+/// so a plugin cannot forge a line or hide one.
+pub fn escape_log_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if c.is_control() || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
-        let (plugin, upload) = (&*self.plugin, self.upload_id.as_str());
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, upload, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, upload, "{message}"),
-            log::Level::Info => tracing::info!(plugin, upload, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, upload, "{message}"),
-            log::Level::Error => {
-                tracing::error!(plugin, upload, "{message}");
-                self.last_error_line = Some(message);
-            }
-        }
-        Ok(())
     }
+    out
 }
 
 impl types::Host for HostState {}
 
+impl HostState {
+    /// The content behind a handle the guest passed.
+    fn content(&self, handle: &Resource<ContentHandle>) -> Trappable<&ContentHandle> {
+        self.table
+            .get(handle)
+            .map_err(|e| GuestFault::new(CrashKind::BadHandle, e.to_string()).into())
+    }
+}
+
 impl types::HostContent for HostState {
     async fn size(&mut self, content: Resource<ContentHandle>) -> Trappable<u64> {
-        Ok(self.table.get(&content)?.source.size())
+        Ok(self.content(&content)?.source.size())
     }
 
     async fn read(
@@ -333,50 +479,64 @@ impl types::HostContent for HostState {
         offset: u64,
         len: u32,
     ) -> Trappable<Vec<u8>> {
-        let source = Arc::clone(&self.table.get(&content)?.source);
+        let source = Arc::clone(&self.content(&content)?.source);
         let len = len.min(MAX_READ_CHUNK) as usize;
         let available = source.size().saturating_sub(offset);
         self.charge(Limit::ReadBytes, available.min(len as u64))?;
         let left = self.time_left()?;
         match tokio::time::timeout(left, source.read_at(offset, len)).await {
             Ok(Ok(bytes)) => Ok(Bytes::into(bytes)),
-            Ok(Err(err)) => Err(wasmtime::Error::msg(format!("reading content: {err}"))),
+            Ok(Err(err)) => Err(HostFault(format!("reading content: {err}")).into()),
             Err(_) => {
                 self.time_left()?;
-                Err(wasmtime::Error::msg("reading content timed out"))
+                Err(HostFault("reading content timed out".into()).into())
             }
         }
     }
 
     async fn drop(&mut self, content: Resource<ContentHandle>) -> Trappable<()> {
-        self.table.delete(content)?;
+        self.table
+            .delete(content)
+            .map_err(|e| GuestFault::new(CrashKind::BadHandle, e.to_string()))?;
         Ok(())
     }
 }
 
-/// Caps linear memory at the budget and records the peak. Going over traps
-/// at once rather than failing the `memory.grow`, which a plugin could ignore.
+/// Sums every linear memory and table of the invocation against its budget
+/// and records the peaks. Going over traps at once rather than failing the
+/// grow, which a plugin could ignore.
 impl wasmtime::ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.budget.memory_bytes {
-            return Err(self.stop(Limit::Memory, desired));
+        // Called with `current == 0` when a memory is created, so the sum
+        // covers every memory of every core instance.
+        let total =
+            (self.memory_bytes.saturating_add(desired as u64)).saturating_sub(current as u64);
+        if total > self.budget.memory_bytes {
+            return Err(self.stop(Limit::Memory, total));
         }
-        self.usage.peak_memory_bytes = self.usage.peak_memory_bytes.max(desired);
+        self.memory_bytes = total;
+        self.usage.peak_memory_bytes = self.usage.peak_memory_bytes.max(total);
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let total =
+            (self.table_elements.saturating_add(desired as u64)).saturating_sub(current as u64);
+        if total > self.budget.table_elements {
+            return Err(self.stop(Limit::TableElements, total));
+        }
+        self.table_elements = total;
+        self.usage.table_elements = self.usage.table_elements.max(total);
+        Ok(true)
     }
 }

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
+use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::content::ContentSource;
 use super::host::{ContentHandle, HostState, Usage};
-use super::load::{HookIndices, Plugin};
+use super::load::{HookKind, Plugin};
+use super::output;
 use crate::bindings::types;
 use crate::budget::{Budget, Limit, OverBudget};
 
@@ -88,6 +90,15 @@ pub enum CrashKind {
     MemoryOutOfBounds,
     /// Any other trap (division by zero, bad cast, …).
     Trap,
+    /// Passed or returned a malformed value: a string that is not UTF-8, a
+    /// pointer or length outside its memory, a misaligned pointer, a bad
+    /// `realloc` answer.
+    InvalidResult,
+    /// Used a resource handle it does not hold: forged, already dropped,
+    /// still borrowed at the end of a call, or one too many.
+    BadHandle,
+    /// Tried to pass more data in one call than the host copies.
+    CopyLimit,
 }
 
 impl fmt::Display for CrashKind {
@@ -98,9 +109,36 @@ impl fmt::Display for CrashKind {
             CrashKind::StackOverflow => "stack overflow",
             CrashKind::MemoryOutOfBounds => "out-of-bounds memory access",
             CrashKind::Trap => "trap",
+            CrashKind::InvalidResult => "invalid result",
+            CrashKind::BadHandle => "bad handle",
+            CrashKind::CopyLimit => "copy limit",
         })
     }
 }
+
+/// A fault of the guest's own that wasmtime does not report as a trap (a
+/// malformed value or handle); classified as a crash of that kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub(super) struct GuestFault {
+    pub(super) kind: CrashKind,
+    pub(super) detail: String,
+}
+
+impl GuestFault {
+    pub(super) fn new(kind: CrashKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A failure of the host's own during an invocation (content I/O, an
+/// instance that cannot be allocated): never counted against the plugin.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct HostFault(pub(super) String);
 
 /// Why an invocation produced no usable result.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
@@ -144,7 +182,8 @@ pub enum InvokeError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Could not be started (instance pool full, host I/O error…).
+    /// Could not be run for a reason of the host's own (no free instance
+    /// slot, content I/O error…); never the plugin's fault.
     #[error("plugin `{plugin}` could not run: {reason}")]
     Host {
         /// The plugin.
@@ -228,6 +267,11 @@ impl Plugin {
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
+        // Every value the guest hands the host is lifted lazily and charged
+        // to the budget before it is copied (see `output` and `host`), so
+        // wasmtime's own per-call copy allowance would only turn a budget
+        // stop into a less precise error.
+        store.set_hostcall_fuel(usize::MAX);
         if self.fuel_metering {
             // Cannot fail on an engine that meters fuel.
             let _ = store.set_fuel(self.budget.fuel);
@@ -271,7 +315,7 @@ impl Plugin {
                 .saturating_sub(store.get_fuel().unwrap_or(0))
         });
         let outcome = match raw {
-            Ok(Ok(output)) => self.check_output(output, store.data_mut()),
+            Ok(Ok(output)) => self.check_output(output),
             Ok(Err(message)) => Err(InvokeError::Failed {
                 plugin: self.name.to_string(),
                 message,
@@ -290,8 +334,9 @@ impl Plugin {
         Invocation { outcome, report }
     }
 
-    /// Instantiates and calls the hook. The outer error is a trap; the inner
-    /// one is the plugin's own `plugin-error`.
+    /// Instantiates and calls the hook, then reads its result under the
+    /// budget. The outer error is a trap; the inner one is the plugin's own
+    /// `plugin-error`.
     async fn call(
         &self,
         store: &mut Store<HostState>,
@@ -301,54 +346,48 @@ impl Plugin {
         let handle = store
             .data_mut()
             .table
-            .push(ContentHandle { source: content })?;
-        let instance = self.pre.instantiate_async(&mut *store).await?;
-        let output = match &self.indices {
-            HookIndices::Processor(indices) => indices
-                .load(&mut *store, &instance)?
-                .call_process(&mut *store, &upload, handle)
-                .await?
-                .map(|verdict| HookOutput::Verdict(verdict.into())),
-            HookIndices::Extension(indices) => indices
-                .load(&mut *store, &instance)?
-                .call_on_stored(&mut *store, &upload, handle)
-                .await?
-                .map(|derived| HookOutput::Derived(derived.into_iter().map(Into::into).collect())),
+            .push(ContentHandle { source: content })
+            .map_err(|e| HostFault(format!("content handle: {e}")))?;
+        let instance = self.pre.instantiate_async(&mut *store).await.map_err(|e| {
+            // The limiter's stops and start-function traps are the
+            // plugin's; anything else (an exhausted pool) is the host's.
+            if e.is::<OverBudget>() || e.is::<Trap>() {
+                e
+            } else {
+                HostFault(format!("cannot instantiate: {e:#}")).into()
+            }
+        })?;
+        let output = match self.info.world {
+            HookKind::Processor => {
+                let func = instance
+                    .get_typed_func::<(&types::Upload, Resource<ContentHandle>), output::ProcessResult>(
+                        &mut *store,
+                        &self.hook,
+                    )?;
+                let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
+                match result {
+                    Ok(raw) => Ok(HookOutput::Verdict(output::verdict(store, raw)?)),
+                    Err(e) => Err(output::error_message(store, &e)?),
+                }
+            }
+            HookKind::Extension => {
+                let func = instance
+                    .get_typed_func::<(&types::Upload, Resource<ContentHandle>), output::OnStoredResult>(
+                        &mut *store,
+                        &self.hook,
+                    )?;
+                let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
+                match result {
+                    Ok(list) => Ok(HookOutput::Derived(output::derived(store, &list)?)),
+                    Err(e) => Err(output::error_message(store, &e)?),
+                }
+            }
         };
-        Ok(output.map_err(|e| e.message))
+        Ok(output)
     }
 
-    /// Charges the returned bytes to `output_bytes` and validates them.
-    fn check_output(
-        &self,
-        output: HookOutput,
-        state: &mut HostState,
-    ) -> Result<HookOutput, InvokeError> {
-        let metadata_size = |m: &[(String, String)]| -> u64 {
-            m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
-        };
-        let size = match &output {
-            HookOutput::Verdict(Verdict::Accept { metadata }) => metadata_size(metadata),
-            HookOutput::Verdict(Verdict::Reject { reason }) => reason.len() as u64,
-            HookOutput::Verdict(Verdict::Replace {
-                bytes,
-                content_type,
-                metadata,
-            }) => bytes.len() as u64 + content_type.len() as u64 + metadata_size(metadata),
-            HookOutput::Derived(items) => items
-                .iter()
-                .map(|d| (d.bytes.len() + d.name.len() + d.content_type.len()) as u64)
-                .sum(),
-        };
-        state.usage.output_bytes = size;
-        if size > self.budget.output_bytes {
-            return Err(InvokeError::BudgetExceeded {
-                plugin: self.name.to_string(),
-                limit: Limit::OutputBytes,
-                used: size,
-                allowed: self.budget.output_bytes,
-            });
-        }
+    /// Validates names and keys of a result already read under the budget.
+    fn check_output(&self, output: HookOutput) -> Result<HookOutput, InvokeError> {
         let invalid = |reason: String| InvokeError::InvalidOutput {
             plugin: self.name.to_string(),
             reason,
@@ -416,6 +455,19 @@ impl Plugin {
                 allowed,
             };
         }
+        if let Some(fault) = trap.downcast_ref::<GuestFault>() {
+            return InvokeError::Crashed {
+                plugin,
+                crash: fault.kind,
+                detail: fault.detail.clone(),
+            };
+        }
+        if let Some(HostFault(reason)) = trap.downcast_ref::<HostFault>() {
+            return InvokeError::Host {
+                plugin,
+                reason: reason.clone(),
+            };
+        }
         let crash = match trap.downcast_ref::<Trap>() {
             Some(Trap::UnreachableCodeReached) if state.last_error_line.is_some() => {
                 CrashKind::Panic
@@ -424,25 +476,36 @@ impl Plugin {
             Some(Trap::StackOverflow) => CrashKind::StackOverflow,
             Some(Trap::MemoryOutOfBounds) => CrashKind::MemoryOutOfBounds,
             Some(_) => CrashKind::Trap,
-            None => {
-                return InvokeError::Host {
-                    plugin,
-                    reason: format!("{trap:#}"),
-                };
-            }
+            // Not a trap, not the host's: wasmtime refused something the
+            // guest did at the canonical-ABI boundary.
+            None => abi_fault(trap),
         };
         let detail = match (crash, &state.last_error_line) {
             (CrashKind::Panic, Some(line)) => line.clone(),
-            _ => trap
-                .downcast_ref::<Trap>()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            _ => match trap.downcast_ref::<Trap>() {
+                Some(trap) => trap.to_string(),
+                None => format!("{trap:#}"),
+            },
         };
         InvokeError::Crashed {
             plugin,
             crash,
             detail,
         }
+    }
+}
+
+/// The kind of a canonical-ABI violation wasmtime reported as an error
+/// rather than a trap. wasmtime gives these no error type, so its messages
+/// are the only thing to go by; anything unrecognised is a malformed value.
+fn abi_fault(err: &wasmtime::Error) -> CrashKind {
+    let text = format!("{err:#}");
+    if text.contains("too much data is being copied") {
+        CrashKind::CopyLimit
+    } else if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
+        CrashKind::BadHandle
+    } else {
+        CrashKind::InvalidResult
     }
 }
 
@@ -455,28 +518,4 @@ fn valid_metadata_key(key: &str) -> bool {
 
 fn valid_derived_name(name: &str) -> bool {
     valid_metadata_key(name) && !name.starts_with('.')
-}
-
-impl From<types::Verdict> for Verdict {
-    fn from(verdict: types::Verdict) -> Self {
-        match verdict {
-            types::Verdict::Accept(metadata) => Verdict::Accept { metadata },
-            types::Verdict::Reject(reason) => Verdict::Reject { reason },
-            types::Verdict::Replace(r) => Verdict::Replace {
-                bytes: r.bytes.into(),
-                content_type: r.content_type,
-                metadata: r.metadata,
-            },
-        }
-    }
-}
-
-impl From<types::Derived> for Derived {
-    fn from(d: types::Derived) -> Self {
-        Derived {
-            name: d.name,
-            content_type: d.content_type,
-            bytes: d.bytes.into(),
-        }
-    }
 }
