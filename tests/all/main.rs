@@ -8,17 +8,25 @@
 
 mod common;
 mod harness;
+mod inline;
 
 mod budgets;
+mod cache_refusals;
+mod check_is_load;
 mod cli;
 mod config;
 mod containment;
+mod fault_taxonomy;
 mod faults;
 mod hostile;
 mod http_api;
 mod incident;
 mod isolation;
+mod load_limits;
 mod loading;
+mod log_forging;
+mod output_limits;
 mod real_plugins;
 mod s3_outage;
 mod storage;
+mod summed_limits;

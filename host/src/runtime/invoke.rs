@@ -97,8 +97,6 @@ pub enum CrashKind {
     /// Used a resource handle it does not hold: forged, already dropped,
     /// still borrowed at the end of a call, or one too many.
     BadHandle,
-    /// Tried to pass more data in one call than the host copies.
-    CopyLimit,
 }
 
 impl fmt::Display for CrashKind {
@@ -111,7 +109,6 @@ impl fmt::Display for CrashKind {
             CrashKind::Trap => "trap",
             CrashKind::InvalidResult => "invalid result",
             CrashKind::BadHandle => "bad handle",
-            CrashKind::CopyLimit => "copy limit",
         })
     }
 }
@@ -500,9 +497,7 @@ impl Plugin {
 /// are the only thing to go by; anything unrecognised is a malformed value.
 fn abi_fault(err: &wasmtime::Error) -> CrashKind {
     let text = format!("{err:#}");
-    if text.contains("too much data is being copied") {
-        CrashKind::CopyLimit
-    } else if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
+    if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
         CrashKind::BadHandle
     } else {
         CrashKind::InvalidResult

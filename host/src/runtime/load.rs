@@ -315,30 +315,43 @@ impl PluginRuntime {
     /// Compiles `bytes` in the compile jail, reusing a previous compilation
     /// by this same engine configuration when the cache directory has one.
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
-        let cached = self.config.compiled_cache_dir.as_ref().map(|dir| {
-            let mut engine_hash = DefaultHasher::new();
-            self.engine
-                .precompile_compatibility_hash()
-                .hash(&mut engine_hash);
-            (
-                dir,
-                dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish())),
-            )
-        });
+        // The static limits hold for every load, cached or not: the limits
+        // may have been tightened since the artifact was made. Text (WAT,
+        // for tests and authors) is converted and checked inside the jail,
+        // so it never comes from the cache.
+        let binary = bytes.starts_with(b"\0asm");
+        if binary {
+            self.config.component_limits.check(bytes)?;
+        }
+        let cached = self
+            .config
+            .compiled_cache_dir
+            .as_ref()
+            .filter(|_| binary)
+            .map(|dir| {
+                let mut engine_hash = DefaultHasher::new();
+                self.engine
+                    .precompile_compatibility_hash()
+                    .hash(&mut engine_hash);
+                (
+                    dir,
+                    dir.join(format!("{sha256}-{:016x}.cwasm", engine_hash.finish())),
+                )
+            });
         if let Some((_, path)) = &cached
             && path.exists()
         {
             match deserialize_own_file(&self.engine, path) {
                 Ok(component) => return Ok(component),
+                // Tighter pool caps than when it was compiled: a refusal,
+                // not a stale artifact.
+                Err(e) if matches!(pool_refusal(&e), LoadError::PoolLimit { .. }) => {
+                    return Err(pool_refusal(&e));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component")
                 }
             }
-        }
-        // Refuse cheaply what is plainly too big before starting the jail
-        // (text is converted, then checked, inside the jail).
-        if bytes.starts_with(b"\0asm") {
-            self.config.component_limits.check(bytes)?;
         }
         let artifact = jail::compile(&self.config, bytes)?;
         let component =

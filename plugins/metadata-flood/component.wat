@@ -1,0 +1,115 @@
+;; metadata-flood (processor, hostile): accepts every upload with 1,000,000
+;; empty metadata entries.
+;;
+;; The list costs the plugin nothing to build: 16 MiB of freshly grown (so
+;; zeroed) linear memory read as 1,000,000 `tuple<string, string>` whose
+;; pointers and lengths are all 0. Lifting it eagerly would make the host
+;; allocate two million `String`s (and index every one) for a few bytes of
+;; output. The host must count the entries first and stop the invocation
+;; with `BudgetExceeded { limit: MetadataEntries, used: 1000000 }` before it
+;; copies any of them.
+;;
+;; Hand-written so that the list is exactly what it says; built into
+;; plugins/dist/metadata-flood.wasm by `wasm-tools parse`.
+(component
+  ;; The contract's shared types, as the processor world imports them.
+  (import "airlock:plugin/types@0.1.0" (instance $types
+    (type $upload-def (record
+      (field "id" string)
+      (field "client" string)
+      (field "filename" string)
+      (field "content-type" string)
+      (field "size" u64)
+      (field "metadata" (list (tuple string string)))))
+    (export "upload" (type $upload (eq $upload-def)))
+    (export "content" (type $content (sub resource)))
+    (type $plugin-error-def (record (field "message" string)))
+    (export "plugin-error" (type $plugin-error (eq $plugin-error-def)))
+    (type $replacement-def (record
+      (field "bytes" (list u8))
+      (field "content-type" string)
+      (field "metadata" (list (tuple string string)))))
+    (export "replacement" (type $replacement (eq $replacement-def)))
+    (type $verdict-def (variant
+      (case "accept" (list (tuple string string)))
+      (case "reject" string)
+      (case "replace" $replacement)))
+    (export "verdict" (type $verdict (eq $verdict-def)))
+  ))
+  (alias export $types "upload" (type $upload))
+  (alias export $types "content" (type $content))
+  (alias export $types "plugin-error" (type $plugin-error))
+  (alias export $types "verdict" (type $verdict))
+
+  ;; Linear memory and the allocator the host uses to pass the arguments in,
+  ;; in their own instance so that the canonical functions below can use them.
+  (core module $mem
+    (memory (export "memory") 1)
+    ;; Bump allocator for the host's argument copies; never frees.
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "cabi_realloc")
+      (param $old i32) (param $old-size i32) (param $align i32) (param $size i32)
+      (result i32)
+      (local $ptr i32) (local $end i32)
+      (local.set $ptr
+        (i32.and
+          (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+          (i32.sub (i32.const 0) (local.get $align))))
+      (local.set $end (i32.add (local.get $ptr) (local.get $size)))
+      (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+        (then
+          (if (i32.eq
+                (memory.grow
+                  (i32.shr_u
+                    (i32.sub
+                      (i32.add (local.get $end) (i32.const 65535))
+                      (i32.mul (memory.size) (i32.const 65536)))
+                    (i32.const 16)))
+                (i32.const -1))
+            (then unreachable))))
+      (global.set $heap (local.get $end))
+      (local.get $ptr)))
+  (core instance $mem (instantiate $mem))
+  (alias core export $mem "memory" (core memory $memory))
+  (alias core export $mem "cabi_realloc" (core func $realloc))
+
+  ;; The borrowed `content` handle must be dropped before `process` returns.
+  (core func $drop-content (canon resource.drop $content))
+
+  (core module $plugin
+    (import "env" "memory" (memory 1))
+    (import "env" "drop-content" (func $drop-content (param i32)))
+    ;; process(upload: 4 strings, size, metadata list, content handle).
+    ;; Returns a pointer to result<verdict, plugin-error>:
+    ;;   +0 u8 result case (0 = ok)   +4 u8 verdict case (0 = accept)
+    ;;   +8 i32 list pointer          +12 i32 list length
+    (func (export "process")
+      (param i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32)
+      (result i32)
+      (local $entries i32)
+      (call $drop-content (local.get 11))
+      ;; The entries start at the current end of memory; 1,000,000 entries of
+      ;; 16 bytes need 245 more pages (grown pages are zero).
+      (local.set $entries (i32.mul (memory.size) (i32.const 65536)))
+      (if (i32.eq (memory.grow (i32.const 245)) (i32.const -1))
+        (then unreachable))
+      (i32.store8 (i32.const 16) (i32.const 0))
+      (i32.store8 (i32.const 20) (i32.const 0))
+      (i32.store (i32.const 24) (local.get $entries))
+      (i32.store (i32.const 28) (i32.const 1000000))
+      (i32.const 16)))
+  (core instance $main (instantiate $plugin
+    (with "env" (instance
+      (export "memory" (memory $memory))
+      (export "drop-content" (func $drop-content))))))
+
+  (type $process-type (func
+    (param "upload" $upload)
+    (param "content" (borrow $content))
+    (result (result $verdict (error $plugin-error)))))
+  (func $process (type $process-type)
+    (canon lift (core func $main "process") (memory $memory) (realloc $realloc)))
+
+  (instance $pre-store (export "process" (func $process)))
+  (export "airlock:plugin/pre-store@0.1.0" (instance $pre-store))
+)
