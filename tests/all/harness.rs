@@ -165,6 +165,9 @@ impl TestServer {
         dir: tempfile::TempDir,
     ) -> Self {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        // Configs read from a file name no compiler: the test binary is not
+        // the `airlock` executable the compile jail runs.
+        config.runtime.compiler_program.get_or_insert_with(compiler);
         let app = App::build(&config, source)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"));

@@ -146,17 +146,6 @@ impl HostState {
         Ok(())
     }
 
-    /// What is left of a counted limit.
-    pub(super) fn left(&self, limit: Limit) -> u64 {
-        let used = match limit {
-            Limit::OutputBytes => self.usage.output_bytes,
-            Limit::MetadataEntries => self.usage.metadata_entries,
-            Limit::DerivedArtifacts => self.usage.derived_artifacts,
-            _ => 0,
-        };
-        limit.allowed_in(&self.budget).saturating_sub(used)
-    }
-
     /// Charges `keys` cache calls of one kind; a refused call is charged too.
     fn charge_calls(&mut self, kind: fn(&mut CacheOps) -> &mut u64, keys: usize) -> Trappable<()> {
         let keys = keys as u64;

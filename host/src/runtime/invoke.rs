@@ -97,6 +97,9 @@ pub enum CrashKind {
     /// Used a resource handle it does not hold: forged, already dropped,
     /// still borrowed at the end of a call, or one too many.
     BadHandle,
+    /// Passed a host call arguments bigger than its budget lets the host
+    /// copy in one transfer.
+    CopyLimit,
 }
 
 impl fmt::Display for CrashKind {
@@ -109,6 +112,7 @@ impl fmt::Display for CrashKind {
             CrashKind::Trap => "trap",
             CrashKind::InvalidResult => "invalid result",
             CrashKind::BadHandle => "bad handle",
+            CrashKind::CopyLimit => "copy limit",
         })
     }
 }
@@ -264,11 +268,10 @@ impl Plugin {
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        // Every value the guest hands the host is lifted lazily and charged
-        // to the budget before it is copied (see `output` and `host`), so
-        // wasmtime's own per-call copy allowance would only turn a budget
-        // stop into a less precise error.
-        store.set_hostcall_fuel(usize::MAX);
+        // Bounds every guest-to-host copy before it happens: the result's
+        // lift (see `output`) and the arguments of host calls (which `host`
+        // reads lazily and charges first).
+        store.set_hostcall_fuel(output::copy_allowance(&self.budget));
         if self.fuel_metering {
             // Cannot fail on an engine that meters fuel.
             let _ = store.set_fuel(self.budget.fuel);
@@ -356,27 +359,31 @@ impl Plugin {
         })?;
         let output = match self.info.world {
             HookKind::Processor => {
-                let func = instance
-                    .get_typed_func::<(&types::Upload, Resource<ContentHandle>), output::ProcessResult>(
-                        &mut *store,
-                        &self.hook,
-                    )?;
+                let func = instance.get_typed_func::<
+                    (&types::Upload, Resource<ContentHandle>),
+                    (Result<types::Verdict, types::PluginError>,),
+                >(&mut *store, &self.hook)?;
                 let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
                 match result {
-                    Ok(raw) => Ok(HookOutput::Verdict(output::verdict(store, raw)?)),
-                    Err(e) => Err(output::error_message(store, &e)?),
+                    Ok(verdict) => Ok(HookOutput::Verdict(output::verdict(
+                        store.data_mut(),
+                        verdict,
+                    )?)),
+                    Err(e) => Err(output::error_message(e)),
                 }
             }
             HookKind::Extension => {
-                let func = instance
-                    .get_typed_func::<(&types::Upload, Resource<ContentHandle>), output::OnStoredResult>(
-                        &mut *store,
-                        &self.hook,
-                    )?;
+                let func = instance.get_typed_func::<
+                    (&types::Upload, Resource<ContentHandle>),
+                    (Result<Vec<types::Derived>, types::PluginError>,),
+                >(&mut *store, &self.hook)?;
                 let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
                 match result {
-                    Ok(list) => Ok(HookOutput::Derived(output::derived(store, &list)?)),
-                    Err(e) => Err(output::error_message(store, &e)?),
+                    Ok(items) => Ok(HookOutput::Derived(output::derived(
+                        store.data_mut(),
+                        items,
+                    )?)),
+                    Err(e) => Err(output::error_message(e)),
                 }
             }
         };
@@ -426,6 +433,7 @@ impl Plugin {
             .downcast_ref::<OverBudget>()
             .copied()
             .or(state.over_budget);
+        let over = over.or_else(|| self.result_too_big(trap));
         let over = over.or_else(|| match trap.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Some(OverBudget {
                 limit: Limit::Fuel,
@@ -492,12 +500,33 @@ impl Plugin {
     }
 }
 
+/// wasmtime's words when a transfer passes the store's hostcall fuel.
+const COPY_LIMIT_TEXT: &str = "too much data is being copied";
+
+impl Plugin {
+    /// A result bigger than `output::copy_allowance` is refused by wasmtime
+    /// while lifting it, after the guest returned: no wasm frames, so no
+    /// backtrace. (The same refusal of a host call's arguments happens inside
+    /// the guest and is a `copy_limit` crash.)
+    fn result_too_big(&self, err: &wasmtime::Error) -> Option<OverBudget> {
+        let text = format!("{err:#}");
+        let in_wasm = err.downcast_ref::<wasmtime::WasmBacktrace>().is_some();
+        (text.contains(COPY_LIMIT_TEXT) && !in_wasm).then(|| OverBudget {
+            limit: Limit::OutputBytes,
+            used: output::copy_allowance(&self.budget) as u64,
+            allowed: self.budget.output_bytes,
+        })
+    }
+}
+
 /// The kind of a canonical-ABI violation wasmtime reported as an error
 /// rather than a trap. wasmtime gives these no error type, so its messages
 /// are the only thing to go by; anything unrecognised is a malformed value.
 fn abi_fault(err: &wasmtime::Error) -> CrashKind {
     let text = format!("{err:#}");
-    if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
+    if text.contains(COPY_LIMIT_TEXT) {
+        CrashKind::CopyLimit
+    } else if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
         CrashKind::BadHandle
     } else {
         CrashKind::InvalidResult
