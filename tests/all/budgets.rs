@@ -25,28 +25,6 @@ fn assert_ok(invocation: &Invocation) {
     );
 }
 
-fn assert_stopped(invocation: Invocation, limit: Limit, allowed: u64) -> u64 {
-    match error(invocation) {
-        InvokeError::BudgetExceeded {
-            limit: hit,
-            used,
-            allowed: a,
-            plugin,
-        } => {
-            assert_eq!(
-                (hit, a),
-                (limit, allowed),
-                "plugin {plugin} stopped for the wrong limit"
-            );
-            // Wall time is reported in whole milliseconds.
-            let over = used > allowed || limit == Limit::Timeout && used >= allowed;
-            assert!(over, "used {used} should exceed allowed {allowed}");
-            used
-        }
-        other => panic!("expected a {limit} budget stop, got {other:?}"),
-    }
-}
-
 /// Like `assert_stopped`, for limits that report the allowance as used
 /// (fuel is all spent when it runs out).
 fn assert_stopped_at_allowance(invocation: Invocation, limit: Limit, allowed: u64) {

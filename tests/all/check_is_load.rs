@@ -3,8 +3,6 @@
 //! interface imported as a bare function) fails the check, with the reason,
 //! instead of passing it and failing later when the service runs it.
 
-use std::process::Command;
-
 use airlock::budget::Budget;
 use airlock::runtime::LoadError;
 
@@ -50,18 +48,6 @@ fn log_as_a_function() -> Component {
       (i32.const 16))"#
         ))
     }
-}
-
-/// Runs the binary with `args`: exit code and stdout + stderr.
-fn airlock(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run airlock");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// `plugin check` and `plugin run` both refuse `component`, naming `what`.

@@ -1,19 +1,6 @@
 //! `airlock plugin …` as a plugin author uses it.
 
-use std::process::Command;
-
 use crate::common::*;
-
-fn airlock(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run airlock");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
 
 fn path(p: std::path::PathBuf) -> String {
     p.display().to_string()

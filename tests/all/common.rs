@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock::budget::Budget;
+use airlock::budget::{Budget, Limit};
 use airlock::cache::{CacheBackend, CachePolicy, MemoryBackend, PluginCache};
 use airlock::runtime::{
     ContentSource, HookOutput, Invocation, InvokeError, Plugin, PluginRuntime, RuntimeConfig,
@@ -166,6 +166,53 @@ pub fn roomy() -> Budget {
     Budget {
         timeout_ms: 10_000,
         ..Budget::default()
+    }
+}
+
+/// Runs the `airlock` binary with `args`: exit code and stdout + stderr.
+pub fn airlock<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String) {
+    let out = std::process::Command::new(compiler())
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run airlock");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// After whatever stopped `after`, the shared runtime still runs a good
+/// plugin.
+pub async fn assert_trivial_still_runs(after: &str) {
+    let ok = invoke(
+        &load("trivial", roomy()),
+        "image/png",
+        fixture_bytes("picture.png"),
+    )
+    .await;
+    assert!(ok.outcome.is_ok(), "after {after}: {:?}", ok.outcome);
+}
+
+/// The used amount of a budget stop on `limit` with allowance `allowed`.
+pub fn assert_stopped(invocation: Invocation, limit: Limit, allowed: u64) -> u64 {
+    match error(invocation) {
+        InvokeError::BudgetExceeded {
+            limit: hit,
+            used,
+            allowed: a,
+            plugin,
+        } => {
+            assert_eq!(
+                (hit, a),
+                (limit, allowed),
+                "plugin {plugin} stopped for the wrong limit"
+            );
+            // Wall time is reported in whole milliseconds.
+            let over = used > allowed || limit == Limit::Timeout && used >= allowed;
+            assert!(over, "used {used} should exceed allowed {allowed}");
+            used
+        }
+        other => panic!("expected a {limit} budget stop, got {other:?}"),
     }
 }
 
