@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use super::prepass::ComponentLimits;
 pub const SUBCOMMAND: &str = "__compile";
 /// Exit code of a child that refused the component (the reason on stdout).
 const EXIT_REFUSED: i32 = 2;
+/// The running executable, on Linux.
+const SELF_EXE: &str = "/proc/self/exe";
 /// Most stderr kept from a child, for the error message.
 const MAX_STDERR: u64 = 16 << 10;
 
@@ -77,6 +80,9 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     let jail_err = |what: &str, e: std::io::Error| LoadError::Jail(format!("{what}: {e}"));
     let program = match &config.compiler_program {
         Some(path) => path.clone(),
+        // The running image itself, even if its file was replaced by an
+        // upgrade since: the jail must compile for this very engine.
+        None if Path::new(SELF_EXE).exists() => PathBuf::from(SELF_EXE),
         None => std::env::current_exe()
             .map_err(|e| jail_err("cannot find the airlock executable", e))?,
     };
