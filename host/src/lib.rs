@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod storage;
 pub mod supervisor;
+pub mod text;
 pub mod upload;
 
 mod bindings;

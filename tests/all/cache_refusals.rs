@@ -86,11 +86,9 @@ async fn refused_set_many_batches_are_charged_per_key_requested() {
 }
 
 #[tokio::test]
-async fn a_batch_of_millions_of_keys_is_stopped_before_any_is_copied() {
+async fn a_batch_of_millions_of_keys_costs_its_keys_and_copies_none() {
     // 6,000,000 empty keys: 48 MB of zeroed guest memory, and far more than
     // that if the host copied them into strings before looking at the count.
-    // The list is over what the budget lets the host copy in one transfer,
-    // so wasmtime refuses it before the host function even runs.
     let keys = 6_000_000u32;
     let plugin = Component::processor(format!(
         r#"(func (export "process") {HOOK}
@@ -107,10 +105,54 @@ async fn a_batch_of_millions_of_keys_is_stopped_before_any_is_copied() {
     let started = Instant::now();
     let invocation = invoke(&plugin, "image/png", fixture_bytes("picture.png")).await;
     match error(invocation) {
-        InvokeError::Crashed { crash, .. } => {
-            assert_eq!(crash, airlock::runtime::CrashKind::CopyLimit)
-        }
+        // Charged per key asked for, before a single key is read.
+        InvokeError::BudgetExceeded {
+            limit,
+            used,
+            allowed,
+            ..
+        } => assert_eq!(
+            (limit, used, allowed),
+            (Limit::CacheCalls, u64::from(keys), 64)
+        ),
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_value_over_the_cap_is_refused_as_too_large_and_charged() {
+    // One entry with a 2 MiB value: over `max_value_bytes` (1 MiB) and over
+    // a small output budget, yet the call must answer `too-large` (not
+    // crash) and count one cache call, having copied nothing.
+    let entry: Vec<u8> = [64u32, 1, 65536, 2 << 20]
+        .into_iter()
+        .flat_map(word)
+        .collect();
+    let plugin = Component::processor(format!(
+        r#"{key}
+    {entry}
+    (func (export "process") {HOOK}
+      (call $drop-content (local.get 11))
+      (if (i32.eq (memory.grow (i32.const 40)) (i32.const -1)) (then unreachable))
+      (call $set-many (i32.const 1024) (i32.const 1) (i32.const 0) (i32.const 256))
+      ;; result<_, error>: err (1) with too-large (1)
+      (if (i32.ne (i32.load8_u (i32.const 256)) (i32.const 1)) (then unreachable))
+      (if (i32.ne (i32.load8_u (i32.const 257)) (i32.const 1)) (then unreachable))
+      (i32.store8 (i32.const 16) (i32.const 0))
+      (i32.store8 (i32.const 20) (i32.const 0))
+      (i32.store (i32.const 24) (i32.const 0))
+      (i32.store (i32.const 28) (i32.const 0))
+      (i32.const 16))"#,
+        key = data(64, b"k"),
+        entry = data(1024, &entry),
+    ))
+    .load(Budget {
+        output_bytes: 64 << 10,
+        ..roomy()
+    });
+    let invocation = invoke(&plugin, "image/png", fixture_bytes("picture.png")).await;
+    assert!(invocation.outcome.is_ok(), "{:?}", invocation.outcome);
+    assert_eq!(invocation.report.usage.cache_calls, 1);
+    assert_eq!(invocation.report.usage.cache_write_bytes, 0);
 }

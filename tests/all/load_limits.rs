@@ -436,3 +436,28 @@ async fn components_over_the_pool_caps_are_refused_at_load() {
         }
     }
 }
+
+#[test]
+fn a_memory_or_table_declared_larger_than_the_pool_is_refused_naming_the_key() {
+    let defaults = RuntimeConfig::default();
+    // 20,000 pages = 1.22 GiB, over max_memory_bytes (1 GiB).
+    for (module, key, allowed) in [
+        (
+            "(memory 20000)",
+            "max_memory_bytes",
+            defaults.max_memory_bytes,
+        ),
+        (
+            "(table 5000000 funcref)",
+            "max_table_elements",
+            defaults.max_table_elements,
+        ),
+    ] {
+        match with_instances_of(module, 1).try_load(roomy()) {
+            Err(LoadError::PoolLimit {
+                limit, allowed: a, ..
+            }) => assert_eq!((limit, a), (key, allowed), "{module}"),
+            other => panic!("{module}: {:?}", other.err()),
+        }
+    }
+}

@@ -4,7 +4,10 @@
 
 use std::process::Command;
 
+use airlock::runtime::{InvokeError, Verdict};
+
 use crate::common::*;
+use crate::inline::*;
 
 /// What log-forge tries to pass off as lines of the host's own.
 const FORGED: &str = "2026-01-01T00:00:00Z ERROR airlock::admin: fake";
@@ -98,4 +101,50 @@ fn plugin_log_text_cannot_forge_a_line_in_the_json_format() {
         }
     }
     assert_eq!(messages, 3, "{stderr}");
+}
+
+/// Text a plugin returns rather than logs, with the same intent.
+const RETURNED: &str =
+    "no\r\n2026-01-01T00:00:00Z ERROR airlock::admin: fake\u{2028}\u{202e}\u{1b}[2K";
+
+/// A processor whose result area (at 16) is `area`, with `RETURNED` at 1024.
+fn returning_text(area: &str) -> airlock::runtime::Plugin {
+    Component::processor(format!(
+        "{}\n{}",
+        data(1024, RETURNED.as_bytes()),
+        process_returning_area(area)
+    ))
+    .load(roomy())
+}
+
+fn assert_one_visible_line(text: &str) {
+    assert!(text.contains("ERROR airlock::admin: fake"), "{text}");
+    let hidden = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{202e}');
+    assert!(!text.chars().any(hidden), "{text:?}");
+}
+
+#[tokio::test]
+async fn reject_reasons_and_plugin_errors_are_one_visible_line() {
+    let len = RETURNED.len();
+    // ok(reject(string at 1024))
+    let reject = returning_text(&format!(
+        r#"(i32.store8 (i32.const 16) (i32.const 0))
+      (i32.store8 (i32.const 20) (i32.const 1))
+      (i32.store (i32.const 24) (i32.const 1024))
+      (i32.store (i32.const 28) (i32.const {len}))"#
+    ));
+    match verdict(invoke(&reject, "image/png", fixture_bytes("picture.png")).await) {
+        Verdict::Reject { reason } => assert_one_visible_line(&reason),
+        other => panic!("{other:?}"),
+    }
+    // err(plugin-error { message: string at 1024 })
+    let failing = returning_text(&format!(
+        r#"(i32.store8 (i32.const 16) (i32.const 1))
+      (i32.store (i32.const 20) (i32.const 1024))
+      (i32.store (i32.const 24) (i32.const {len}))"#
+    ));
+    match error(invoke(&failing, "image/png", fixture_bytes("picture.png")).await) {
+        InvokeError::Failed { message, .. } => assert_one_visible_line(&message),
+        other => panic!("{other:?}"),
+    }
 }

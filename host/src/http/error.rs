@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::admin::AdminError;
+use crate::text::escape_untrusted;
 use crate::upload::UploadError;
 
 /// An error returned to an API client.
@@ -98,9 +99,9 @@ impl From<AdminError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
+            tracing::error!(status = %self.status, code = self.code, detail = %escape_untrusted(&self.message), "request failed");
         } else {
-            tracing::info!(status = %self.status, code = self.code, message = %self.message, "request refused");
+            tracing::info!(status = %self.status, code = self.code, detail = %escape_untrusted(&self.message), "request refused");
         }
         // Internal details stay in the logs.
         let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {

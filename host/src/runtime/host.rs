@@ -17,6 +17,7 @@ use super::invoke::{CrashKind, GuestFault, HostFault};
 use crate::bindings::{cache, log, types};
 use crate::budget::{Budget, Limit, OverBudget};
 use crate::cache::{CacheError, MAX_BATCH, MAX_KEY_BYTES, PluginCache, PutMode};
+use crate::text::escape_untrusted;
 
 /// Most bytes one `content.read` returns.
 const MAX_READ_CHUNK: u32 = 1 << 20;
@@ -370,7 +371,7 @@ fn add_log(log: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
                     format!("log line is not UTF-8: {e}"),
                 )
             })?;
-            let line = escape_log_text(truncate(&text, MAX_LOG_LINE));
+            let line = escape_untrusted(truncate(&text, MAX_LOG_LINE));
             store.data_mut().log(level, line);
             Ok(())
         },
@@ -426,24 +427,6 @@ fn truncate(text: &str, max: usize) -> &str {
         cut -= 1;
     }
     &text[..cut]
-}
-
-/// A plugin's log text made safe for any log format: control characters
-/// (CR/LF, ESC…), line separators and bidirectional overrides are escaped,
-/// so a plugin cannot forge a line or hide one.
-pub fn escape_log_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let invisible = matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c);
-        if c.is_control() || invisible {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl types::Host for HostState {}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 use wasmtime::component::Resource;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 
 use super::content::ContentSource;
 use super::host::{ContentHandle, HostState, Usage};
@@ -97,9 +97,6 @@ pub enum CrashKind {
     /// Used a resource handle it does not hold: forged, already dropped,
     /// still borrowed at the end of a call, or one too many.
     BadHandle,
-    /// Passed a host call arguments bigger than its budget lets the host
-    /// copy in one transfer.
-    CopyLimit,
 }
 
 impl fmt::Display for CrashKind {
@@ -112,7 +109,6 @@ impl fmt::Display for CrashKind {
             CrashKind::Trap => "trap",
             CrashKind::InvalidResult => "invalid result",
             CrashKind::BadHandle => "bad handle",
-            CrashKind::CopyLimit => "copy limit",
         })
     }
 }
@@ -268,10 +264,22 @@ impl Plugin {
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        // Bounds every guest-to-host copy before it happens: the result's
-        // lift (see `output`) and the arguments of host calls (which `host`
-        // reads lazily and charges first).
-        store.set_hostcall_fuel(output::copy_allowance(&self.budget));
+        // wasmtime bounds what it copies out of the guest in one transfer by
+        // the store's "hostcall fuel". Host-call arguments are read lazily
+        // and charged before any copy (see `host`), so while the guest runs
+        // the allowance is unlimited and a refused call is still charged;
+        // once it returns, the allowance is what its budget lets the result
+        // be, so an oversized result is refused mid-lift (see `output`).
+        let result_allowance = output::copy_allowance(&self.budget);
+        store.call_hook(move |mut ctx, hook| {
+            ctx.set_hostcall_fuel(match hook {
+                CallHook::ReturningFromWasm => result_allowance,
+                CallHook::CallingWasm | CallHook::CallingHost | CallHook::ReturningFromHost => {
+                    usize::MAX
+                }
+            });
+            Ok(())
+        });
         if self.fuel_metering {
             // Cannot fail on an engine that meters fuel.
             let _ = store.set_fuel(self.budget.fuel);
@@ -407,6 +415,16 @@ impl Plugin {
                 "metadata key {key:?} must match [a-z0-9._-]{{1,64}}"
             )));
         }
+        let content_types: Vec<&str> = match &output {
+            HookOutput::Verdict(Verdict::Replace { content_type, .. }) => vec![content_type],
+            HookOutput::Derived(items) => items.iter().map(|d| d.content_type.as_str()).collect(),
+            HookOutput::Verdict(_) => Vec::new(),
+        };
+        if let Some(bad) = content_types.iter().find(|t| !valid_content_type(t)) {
+            return Err(invalid(format!(
+                "content type {bad:?} must be 1 to 255 visible ASCII characters"
+            )));
+        }
         if let HookOutput::Derived(items) = &output {
             let mut names = std::collections::HashSet::new();
             for item in items {
@@ -505,17 +523,17 @@ const COPY_LIMIT_TEXT: &str = "too much data is being copied";
 
 impl Plugin {
     /// A result bigger than `output::copy_allowance` is refused by wasmtime
-    /// while lifting it, after the guest returned: no wasm frames, so no
-    /// backtrace. (The same refusal of a host call's arguments happens inside
-    /// the guest and is a `copy_limit` crash.)
+    /// while lifting it (the only transfer with a finite allowance): the
+    /// lift stops before the host allocates, so what it would have cost is
+    /// unknown; the stop reports the allowance as used.
     fn result_too_big(&self, err: &wasmtime::Error) -> Option<OverBudget> {
-        let text = format!("{err:#}");
-        let in_wasm = err.downcast_ref::<wasmtime::WasmBacktrace>().is_some();
-        (text.contains(COPY_LIMIT_TEXT) && !in_wasm).then(|| OverBudget {
-            limit: Limit::OutputBytes,
-            used: output::copy_allowance(&self.budget) as u64,
-            allowed: self.budget.output_bytes,
-        })
+        format!("{err:#}")
+            .contains(COPY_LIMIT_TEXT)
+            .then(|| OverBudget {
+                limit: Limit::OutputBytes,
+                used: output::copy_allowance(&self.budget) as u64,
+                allowed: self.budget.output_bytes,
+            })
     }
 }
 
@@ -524,9 +542,7 @@ impl Plugin {
 /// are the only thing to go by; anything unrecognised is a malformed value.
 fn abi_fault(err: &wasmtime::Error) -> CrashKind {
     let text = format!("{err:#}");
-    if text.contains(COPY_LIMIT_TEXT) {
-        CrashKind::CopyLimit
-    } else if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
+    if text.contains("handle") || text.contains("borrow") || text.contains("resource") {
         CrashKind::BadHandle
     } else {
         CrashKind::InvalidResult
@@ -538,6 +554,11 @@ fn valid_metadata_key(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// A content type the host can store and serve as a header.
+fn valid_content_type(value: &str) -> bool {
+    (1..=255).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
 }
 
 fn valid_derived_name(name: &str) -> bool {

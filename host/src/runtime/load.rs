@@ -109,8 +109,9 @@ pub enum LoadError {
     /// Needs more of the instance pool than one component may take.
     #[error("component needs {found}, above runtime.{limit} = {allowed}")]
     PoolLimit {
-        /// `max_core_instances_per_component`, `max_memories_per_component`
-        /// or `max_tables_per_component`.
+        /// `max_core_instances_per_component`, `max_memories_per_component`,
+        /// `max_tables_per_component`, `max_memory_bytes` or
+        /// `max_table_elements`.
         limit: &'static str,
         /// What it needs.
         found: u64,
@@ -396,6 +397,10 @@ fn pool_refusal(err: &wasmtime::Error) -> LoadError {
     let text = format!("{err:#}");
     let limit = if text.contains("core module instances") {
         "max_core_instances_per_component"
+    } else if text.contains("minimum byte size") {
+        "max_memory_bytes"
+    } else if text.contains("minimum element size") {
+        "max_table_elements"
     } else if text.contains("memories") {
         "max_memories_per_component"
     } else if text.contains("tables") {
@@ -403,15 +408,23 @@ fn pool_refusal(err: &wasmtime::Error) -> LoadError {
     } else {
         return LoadError::Jail(format!("unusable artifact from the compiler: {text}"));
     };
-    // "… contains N …, which exceeds the configured maximum of M …"
+    // "… N …, which exceeds the … limit/maximum of M …": the last two numbers.
+    // (Byte counts are printed in hex.)
     let numbers: Vec<u64> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|n| match n.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => n.parse().ok(),
+        })
         .collect();
+    let (found, allowed) = match numbers.as_slice() {
+        [.., found, allowed] => (*found, *allowed),
+        _ => (0, 0),
+    };
     LoadError::PoolLimit {
         limit,
-        found: numbers.first().copied().unwrap_or(0),
-        allowed: numbers.last().copied().unwrap_or(0),
+        found,
+        allowed,
     }
 }
 

@@ -48,6 +48,9 @@ pub struct RuntimeConfig {
     pub max_component_bytes: u64,
     /// Largest `memory_bytes` a budget may grant (sizes the instance pool).
     pub max_memory_bytes: u64,
+    /// Largest table one core module may declare or grow to (sizes the
+    /// pool's tables; a budget's `table_elements` sums every table).
+    pub max_table_elements: u64,
     /// Instances that may run at once across all plugins (pool size).
     pub max_instances: u32,
     /// Core instances one component may create: one invocation cannot
@@ -81,6 +84,7 @@ impl Default for RuntimeConfig {
             compiled_cache_dir: None,
             max_component_bytes: 64 << 20,
             max_memory_bytes: 1 << 30,
+            max_table_elements: 100_000,
             max_instances: 128,
             max_core_instances_per_component: 32,
             max_memories_per_component: 4,
@@ -166,6 +170,7 @@ pub(crate) fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
             .max_core_instances_per_component(core_instances)
             .max_memories_per_component(memories)
             .max_tables_per_component(tables)
+            .table_elements(usize::try_from(config.max_table_elements).unwrap_or(usize::MAX))
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

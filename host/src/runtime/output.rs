@@ -3,8 +3,9 @@
 //! wasmtime lifts a hook's result and then runs the guest's post-return
 //! (which frees it), so the result must be copied during the call. That copy
 //! is bounded *before* it happens by the store's hostcall fuel, which
-//! [`copy_allowance`] derives from the budget: a result bigger than that
-//! stops the lift with nothing allocated. What was lifted is then counted
+//! [`copy_allowance`] derives from the budget (set when the guest returns;
+//! see `invoke`): a result bigger than that stops the lift with nothing
+//! allocated. What was lifted is then counted
 //! against `metadata_entries` / `derived_artifacts` and charged to
 //! `output_bytes` (+ [`OUTPUT_ENTRY_COST`] per entry).
 
@@ -14,6 +15,7 @@ use super::host::HostState;
 use super::invoke::{Derived, Verdict};
 use crate::bindings::types;
 use crate::budget::{Budget, Limit, OUTPUT_ENTRY_COST};
+use crate::text::escape_untrusted;
 
 /// Longest plugin-error message kept (it goes to logs and responses).
 const MAX_ERROR_MESSAGE: usize = 4 << 10;
@@ -23,17 +25,15 @@ const HOST_ENTRY_BYTES: u64 = 128;
 /// Room for the fixed part of a result and for small host-call arguments.
 const COPY_SLACK: u64 = 64 << 10;
 
-/// Most bytes wasmtime may copy from the guest in one transfer for an
-/// invocation under `budget`: its whole allowed result, or its largest
-/// allowed cache write, whichever is larger.
+/// Most bytes wasmtime may copy out of the guest when lifting the result of
+/// an invocation under `budget`: its whole allowed result.
 pub(super) fn copy_allowance(budget: &Budget) -> usize {
     let entries = budget
         .metadata_entries
         .saturating_add(budget.derived_artifacts)
         .saturating_mul(HOST_ENTRY_BYTES);
     let result = budget.output_bytes.saturating_add(entries);
-    let write = budget.cache_write_bytes;
-    usize::try_from(result.max(write).saturating_add(COPY_SLACK)).unwrap_or(usize::MAX)
+    usize::try_from(result.saturating_add(COPY_SLACK)).unwrap_or(usize::MAX)
 }
 
 /// Counts and charges a processor's verdict.
@@ -45,7 +45,10 @@ pub(super) fn verdict(state: &mut HostState, verdict: types::Verdict) -> wasmtim
         }
         types::Verdict::Reject(reason) => {
             state.charge(Limit::OutputBytes, reason.len() as u64)?;
-            Verdict::Reject { reason }
+            // Shown to the client and logged: one visible line.
+            Verdict::Reject {
+                reason: escape_untrusted(&reason),
+            }
         }
         types::Verdict::Replace(r) => {
             charge_metadata(state, &r.metadata)?;
@@ -81,17 +84,15 @@ pub(super) fn derived(
         .collect())
 }
 
-/// A plugin-error's message, cut to a bounded length.
+/// A plugin-error's message, cut to a bounded length and made one visible
+/// line (it is logged and may be shown to the client).
 pub(super) fn error_message(error: types::PluginError) -> String {
-    let mut message = error.message;
-    if message.len() > MAX_ERROR_MESSAGE {
-        let mut cut = MAX_ERROR_MESSAGE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
+    let message = error.message;
+    let mut cut = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
     }
-    message
+    escape_untrusted(&message[..cut])
 }
 
 fn charge_metadata(state: &mut HostState, metadata: &[(String, String)]) -> wasmtime::Result<()> {

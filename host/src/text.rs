@@ -1,0 +1,38 @@
+//! Untrusted text (from plugins, from clients) made safe to log and show.
+
+/// `text` with every character that could forge or hide a log line escaped:
+/// control characters (CR, LF, ESC…), line and paragraph separators,
+/// bidirectional overrides and zero-width characters. The result is one
+/// visible line in any log format.
+pub fn escape_untrusted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}'
+        ) || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c);
+        if c.is_control() || invisible {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_untrusted;
+
+    #[test]
+    fn forging_characters_are_escaped_and_the_rest_kept() {
+        let forged = "ok\n2026-01-01 ERROR fake\r\u{1b}[2K\u{2028}\u{202e}\u{feff}é";
+        let escaped = escape_untrusted(forged);
+        assert!(!escaped.chars().any(|c| c.is_control()), "{escaped}");
+        assert_eq!(
+            escaped,
+            "ok\\n2026-01-01 ERROR fake\\r\\u{1b}[2K\\u{2028}\\u{202e}\\u{feff}é"
+        );
+    }
+}
