@@ -223,3 +223,18 @@ async fn the_runtime_runs_good_plugins_after_abi_faults() {
         assert_trivial_still_runs(name).await;
     }
 }
+
+#[tokio::test]
+async fn a_bad_handle_in_a_start_function_is_the_plugins_fault() {
+    // Found by the fuzzer: the fault happens while instantiating, before the
+    // hook is called, and is still the plugin's, not the host's.
+    let plugin = Component::processor(format!(
+        r#"(func $boot
+      (call $read (i32.const 1) (i64.const 0) (i32.const 1) (i32.const 256)))
+    (start $boot)
+    {}"#,
+        process_returning_area("")
+    ))
+    .load(roomy());
+    assert_crash(&plugin, CrashKind::BadHandle, "forged handle in start").await;
+}

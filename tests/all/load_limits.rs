@@ -461,3 +461,20 @@ fn a_memory_or_table_declared_larger_than_the_pool_is_refused_naming_the_key() {
         }
     }
 }
+
+#[test]
+fn a_core_instance_with_too_much_state_is_refused_naming_the_key() {
+    // Found by the fuzzer: 70,000 globals need more per-instance state than
+    // the pool's slots hold.
+    let globals = "(global i64 (i64.const 0))\n".repeat(70_000);
+    match with_instances_of(&globals, 1).try_load(roomy()) {
+        Err(LoadError::PoolLimit { limit, allowed, .. }) => assert_eq!(
+            (limit, allowed),
+            (
+                "max_core_instance_bytes",
+                RuntimeConfig::default().max_core_instance_bytes
+            )
+        ),
+        other => panic!("{:?}", other.err()),
+    }
+}

@@ -357,9 +357,15 @@ impl Plugin {
             .push(ContentHandle { source: content })
             .map_err(|e| HostFault(format!("content handle: {e}")))?;
         let instance = self.pre.instantiate_async(&mut *store).await.map_err(|e| {
-            // The limiter's stops and start-function traps are the
-            // plugin's; anything else (an exhausted pool) is the host's.
-            if e.is::<OverBudget>() || e.is::<Trap>() {
+            // The limiter's stops and whatever happened while its start
+            // functions ran (traps, bad host calls: the error carries a wasm
+            // backtrace) are the plugin's; anything else (an exhausted
+            // pool) is the host's.
+            let guest = e.is::<OverBudget>()
+                || e.is::<Trap>()
+                || e.is::<GuestFault>()
+                || e.is::<wasmtime::WasmBacktrace>();
+            if guest {
                 e
             } else {
                 HostFault(format!("cannot instantiate: {e:#}")).into()

@@ -110,8 +110,9 @@ pub enum LoadError {
     #[error("component needs {found}, above runtime.{limit} = {allowed}")]
     PoolLimit {
         /// `max_core_instances_per_component`, `max_memories_per_component`,
-        /// `max_tables_per_component`, `max_memory_bytes` or
-        /// `max_table_elements`.
+        /// `max_tables_per_component`, `max_memory_bytes`,
+        /// `max_table_elements`, `max_core_instance_bytes` or
+        /// `max_component_instance_bytes`.
         limit: &'static str,
         /// What it needs.
         found: u64,
@@ -395,7 +396,11 @@ fn deserialize_own_bytes(
 /// and says so only in words.
 fn pool_refusal(err: &wasmtime::Error) -> LoadError {
     let text = format!("{err:#}");
-    let limit = if text.contains("core module instances") {
+    let limit = if text.contains("instance allocation for this module requires") {
+        "max_core_instance_bytes"
+    } else if text.contains("instance allocation for this component requires") {
+        "max_component_instance_bytes"
+    } else if text.contains("core module instances") {
         "max_core_instances_per_component"
     } else if text.contains("minimum byte size") {
         "max_memory_bytes"
@@ -409,8 +414,9 @@ fn pool_refusal(err: &wasmtime::Error) -> LoadError {
         return LoadError::Jail(format!("unusable artifact from the compiler: {text}"));
     };
     // "… N …, which exceeds the … limit/maximum of M …": the last two numbers.
-    // (Byte counts are printed in hex.)
-    let numbers: Vec<u64> = text
+    // (Byte counts are printed in hex; details follow a ';'.)
+    let sentence = text.split(';').next().unwrap_or_default();
+    let numbers: Vec<u64> = sentence
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter_map(|n| match n.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),

@@ -51,6 +51,11 @@ pub struct RuntimeConfig {
     /// Largest table one core module may declare or grow to (sizes the
     /// pool's tables; a budget's `table_elements` sums every table).
     pub max_table_elements: u64,
+    /// Runtime state (globals, function references…) of one core instance,
+    /// in bytes.
+    pub max_core_instance_bytes: u64,
+    /// Runtime state of one component instance, in bytes.
+    pub max_component_instance_bytes: u64,
     /// Instances that may run at once across all plugins (pool size).
     pub max_instances: u32,
     /// Core instances one component may create: one invocation cannot
@@ -85,6 +90,8 @@ impl Default for RuntimeConfig {
             max_component_bytes: 64 << 20,
             max_memory_bytes: 1 << 30,
             max_table_elements: 100_000,
+            max_core_instance_bytes: 1 << 20,
+            max_component_instance_bytes: 1 << 20,
             max_instances: 128,
             max_core_instances_per_component: 32,
             max_memories_per_component: 4,
@@ -171,6 +178,12 @@ pub(crate) fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
             .max_memories_per_component(memories)
             .max_tables_per_component(tables)
             .table_elements(usize::try_from(config.max_table_elements).unwrap_or(usize::MAX))
+            .max_core_instance_size(
+                usize::try_from(config.max_core_instance_bytes).unwrap_or(usize::MAX),
+            )
+            .max_component_instance_size(
+                usize::try_from(config.max_component_instance_bytes).unwrap_or(usize::MAX),
+            )
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
