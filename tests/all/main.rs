@@ -18,6 +18,7 @@ mod config;
 mod containment;
 mod fault_taxonomy;
 mod faults;
+mod fuzz;
 mod hostile;
 mod http_api;
 mod incident;
