@@ -4,7 +4,7 @@
 //! long-running form is `cargo bench -p airlock --bench fuzz -- --iterations N`.
 
 #[path = "../fuzzgen/mod.rs"]
-mod fuzzgen;
+pub mod fuzzgen;
 
 use airlock::budget::Budget;
 use fuzzgen::oracle::{Oracle, TIME_BOUND_FUEL, budget};

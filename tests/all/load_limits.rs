@@ -11,6 +11,7 @@ use airlock::budget::Budget;
 use airlock::runtime::{ComponentLimits, LoadError, PluginRuntime, RuntimeConfig};
 
 use crate::common::*;
+use crate::fuzz::fuzzgen::leb128;
 use crate::inline::*;
 
 /// A runtime of its own with `limits` and a 2 s CPU / 4 s wall compile jail.
@@ -59,18 +60,6 @@ fn peak_rss_bytes() -> u64 {
 /// Resets the peak resident memory to the current one (Linux 4.0+).
 fn reset_peak_rss() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
-}
-
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[test]

@@ -507,7 +507,8 @@ fn sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
     Ok(out)
 }
 
-fn leb128(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as unsigned LEB128 (how wasm encodes sizes and counts).
+pub fn leb128(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let byte = (value & 0x7f) as u8;
         value >>= 7;
