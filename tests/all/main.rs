@@ -21,6 +21,7 @@ mod faults;
 mod fuzz;
 mod hostile;
 mod http_api;
+mod http_errors;
 mod incident;
 mod isolation;
 mod load_limits;

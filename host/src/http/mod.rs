@@ -1,6 +1,7 @@
 //! The HTTP API (JSON, under `/v1`), plus health, readiness and metrics.
 
 mod error;
+mod extract;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -8,9 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Path, Query, Request, State,
-};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,6 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use self::error::ApiError;
+use self::extract::{ApiPath, ApiQuery};
 use crate::admin::Admin;
 use crate::cache::CacheBackend;
 use crate::metrics::Metrics;
@@ -172,6 +172,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see Allow)",
+            )
+        })
         // Bodies are streamed and limited per client by the pipeline.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(trace_request))
@@ -203,13 +211,16 @@ struct CreateQuery {
 async fn create_upload(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    Query(query): Query<CreateQuery>,
+    query: Result<ApiQuery<CreateQuery>, ApiError>,
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let result = match caller {
-        Ok(Caller(client)) => receive_upload(&state, &client, query, request).await,
-        Err(err) => Err(err),
+    // Who is asking comes before anything else about the request.
+    let result = match (caller, query) {
+        (Ok(Caller(client)), Ok(ApiQuery(query))) => {
+            receive_upload(&state, &client, query, request).await
+        }
+        (Err(err), _) | (Ok(_), Err(err)) => Err(err),
     };
     let response = match result {
         Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
@@ -328,7 +339,7 @@ async fn finish(ingested: Ingested, wait: bool) -> UploadRecord {
 async fn get_record(
     State(state): State<AppState>,
     Caller(client): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<UploadRecord>, ApiError> {
     Ok(Json(state.service.record(&client, &id).await?))
 }
@@ -336,7 +347,7 @@ async fn get_record(
 async fn delete_upload(
     State(state): State<AppState>,
     Caller(client): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service.delete(&client, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -345,7 +356,7 @@ async fn delete_upload(
 async fn get_content(
     State(state): State<AppState>,
     Caller(client): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = state.service.record(&client, &id).await?;
@@ -364,7 +375,7 @@ async fn get_content(
 async fn get_derived(
     State(state): State<AppState>,
     Caller(client): Caller,
-    Path((id, name)): Path<(String, String)>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = state.service.record(&client, &id).await?;
@@ -404,8 +415,8 @@ async fn serve_object(
             RangeSpec::Satisfiable(range) => Some(range),
             RangeSpec::Unsatisfiable => {
                 return Ok((
-                    StatusCode::RANGE_NOT_SATISFIABLE,
                     [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+                    ApiError::from(UploadError::RangeNotSatisfiable { size }),
                 )
                     .into_response());
             }
@@ -537,7 +548,7 @@ async fn admin_plugins(State(state): State<AppState>, _: Operator) -> Json<Value
 async fn admin_enable(
     State(state): State<AppState>,
     _: Operator,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.admin.enable(&name).await?;
     Ok(Json(json!({ "plugin": name, "state": "active" })))
@@ -546,7 +557,7 @@ async fn admin_enable(
 async fn admin_disable(
     State(state): State<AppState>,
     _: Operator,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     state.admin.disable(&name).await?;
     Ok(Json(json!({ "plugin": name, "state": "disabled" })))
