@@ -216,6 +216,24 @@ pub fn assert_stopped(invocation: Invocation, limit: Limit, allowed: u64) -> u64
     }
 }
 
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -27,24 +27,6 @@ fn unique_png(tag: &str) -> Bytes {
     bytes.into()
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // A private Redis.
 

@@ -16,6 +16,7 @@ mod check_is_load;
 mod cli;
 mod config;
 mod containment;
+mod delete_race;
 mod fault_taxonomy;
 mod faults;
 mod fuzz;

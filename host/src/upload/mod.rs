@@ -575,10 +575,14 @@ impl UploadService {
         Ok(record)
     }
 
-    /// Deletes upload `id` of `client`: the record first, so the upload
-    /// disappears at once, then its objects.
+    /// Deletes upload `id` of `client`: a tombstone first (so a post-store
+    /// update racing with this delete undoes itself, see `finish_record`),
+    /// then the record, so the upload disappears at once, then its objects.
     pub async fn delete(&self, client: &Client, id: &str) -> Result<(), UploadError> {
         let record = self.record(client, id).await?;
+        self.store
+            .put_bytes(&keys::tombstone(id), Bytes::new(), "text/plain")
+            .await?;
         self.store.delete(&keys::record(id)).await?;
         self.store.delete(&keys::content(id)).await?;
         for derived in &record.derived {
@@ -673,7 +677,33 @@ impl UploadService {
         if let Err(err) = self.write_record(&current).await {
             tracing::error!(error = %err, "cannot update record after post-store hooks");
         }
+        // A delete writes its tombstone before removing the record: if it
+        // removed the record before the write above, the tombstone is
+        // visible now, and the write must not bring the upload back.
+        match self.store.get_bytes(&keys::tombstone(&record.id)).await {
+            Ok(_) => self.remove_resurrected(&current).await,
+            Err(StorageError::NotFound(_)) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "cannot check for a delete after post-store hooks")
+            }
+        }
         current
+    }
+
+    /// Undoes a record update that landed after its upload was deleted.
+    async fn remove_resurrected(&self, record: &UploadRecord) {
+        let mut keys_to_remove = vec![keys::record(&record.id), keys::content(&record.id)];
+        keys_to_remove.extend(
+            record
+                .derived
+                .iter()
+                .map(|d| keys::derived(&record.id, &d.name)),
+        );
+        for key in keys_to_remove {
+            if let Err(err) = self.store.delete(&key).await {
+                tracing::error!(key, error = %err, "cannot remove what a racing delete removed");
+            }
+        }
     }
 }
 

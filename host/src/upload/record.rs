@@ -81,4 +81,10 @@ pub mod keys {
     pub fn derived(id: &str, name: &str) -> String {
         format!("uploads/{id}/derived/{name}")
     }
+
+    /// Written by a delete before the record goes, and kept: an update that
+    /// lands after the delete sees it and undoes itself.
+    pub fn tombstone(id: &str) -> String {
+        format!("uploads/{id}/deleted")
+    }
 }
