@@ -575,14 +575,17 @@ impl UploadService {
         Ok(record)
     }
 
-    /// Deletes upload `id` of `client`: a tombstone first (so a post-store
-    /// update racing with this delete undoes itself, see `finish_record`),
-    /// then the record, so the upload disappears at once, then its objects.
+    /// Deletes upload `id` of `client`: a tombstone first while post-store
+    /// work is pending (so an update racing with this delete undoes itself,
+    /// see `finish_record`), then the record, so the upload disappears at
+    /// once, then its objects.
     pub async fn delete(&self, client: &Client, id: &str) -> Result<(), UploadError> {
         let record = self.record(client, id).await?;
-        self.store
-            .put_bytes(&keys::tombstone(id), Bytes::new(), "text/plain")
-            .await?;
+        if !record.pending.is_empty() {
+            self.store
+                .put_bytes(&keys::tombstone(id), Bytes::new(), "text/plain")
+                .await?;
+        }
         self.store.delete(&keys::record(id)).await?;
         self.store.delete(&keys::content(id)).await?;
         for derived in &record.derived {
@@ -669,6 +672,8 @@ impl UploadService {
                     .delete(&keys::derived(&record.id, &item.name))
                     .await;
             }
+            // Deleted before this update: no writer is left to race with.
+            self.remove_tombstone(&record.id).await;
             return record.clone();
         };
         current.derived.extend(derived);
@@ -681,13 +686,23 @@ impl UploadService {
         // removed the record before the write above, the tombstone is
         // visible now, and the write must not bring the upload back.
         match self.store.get_bytes(&keys::tombstone(&record.id)).await {
-            Ok(_) => self.remove_resurrected(&current).await,
+            Ok(_) => {
+                self.remove_resurrected(&current).await;
+                self.remove_tombstone(&record.id).await;
+            }
             Err(StorageError::NotFound(_)) => {}
             Err(err) => {
                 tracing::error!(error = %err, "cannot check for a delete after post-store hooks")
             }
         }
         current
+    }
+
+    /// The last writer of a deleted upload removes its tombstone.
+    async fn remove_tombstone(&self, id: &str) {
+        if let Err(err) = self.store.delete(&keys::tombstone(id)).await {
+            tracing::warn!(id, error = %err, "cannot remove a tombstone");
+        }
     }
 
     /// Undoes a record update that landed after its upload was deleted.

@@ -82,9 +82,11 @@ pub mod keys {
         format!("uploads/{id}/derived/{name}")
     }
 
-    /// Written by a delete before the record goes, and kept: an update that
-    /// lands after the delete sees it and undoes itself.
+    /// Written by a delete before the record goes while post-store work is
+    /// pending: an update that lands after the delete sees it and undoes
+    /// itself (and then removes it). Outside the upload's own prefix, so
+    /// the upload is gone whole even while its tombstone is kept.
     pub fn tombstone(id: &str) -> String {
-        format!("uploads/{id}/deleted")
+        format!("deleted/{id}")
     }
 }
