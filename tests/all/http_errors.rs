@@ -5,40 +5,13 @@
 use crate::common::*;
 use crate::harness::*;
 
-/// One malformed request and what it must get.
-struct Case {
-    what: &'static str,
-    method: reqwest::Method,
-    path: &'static str,
-    key: Option<&'static str>,
-    status: u16,
-    code: &'static str,
-}
-
-fn case(
-    what: &'static str,
-    method: reqwest::Method,
-    path: &'static str,
-    key: Option<&'static str>,
-    status: u16,
-    code: &'static str,
-) -> Case {
-    Case {
-        what,
-        method,
-        path,
-        key,
-        status,
-        code,
-    }
-}
-
 #[tokio::test]
 async fn malformed_requests_get_the_typed_json_error() {
     use reqwest::Method;
     let server = TestServer::start(Backends::Local).await;
-    let cases = [
-        case(
+    // What, method, path, API key, status, code.
+    let cases: [(&str, Method, &str, Option<&str>, u16, &str); 10] = [
+        (
             "unknown route",
             Method::GET,
             "/nope",
@@ -46,7 +19,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             404,
             "not_found",
         ),
-        case(
+        (
             "unknown route, authenticated",
             Method::GET,
             "/v1/nope",
@@ -54,7 +27,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             404,
             "not_found",
         ),
-        case(
+        (
             "wrong method",
             Method::PUT,
             "/v1/uploads",
@@ -62,7 +35,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             405,
             "method_not_allowed",
         ),
-        case(
+        (
             "wrong method on health",
             Method::DELETE,
             "/healthz",
@@ -70,7 +43,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             405,
             "method_not_allowed",
         ),
-        case(
+        (
             "path not UTF-8",
             Method::GET,
             "/v1/uploads/%FF%FE",
@@ -78,7 +51,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             400,
             "bad_request",
         ),
-        case(
+        (
             "derived name not UTF-8",
             Method::GET,
             "/v1/uploads/x/derived/%C3%28",
@@ -86,7 +59,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             400,
             "bad_request",
         ),
-        case(
+        (
             "wait not a bool",
             Method::POST,
             "/v1/uploads?wait=maybe",
@@ -94,7 +67,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             400,
             "bad_request",
         ),
-        case(
+        (
             "filename twice",
             Method::POST,
             "/v1/uploads?filename=a&filename=b",
@@ -102,7 +75,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             400,
             "bad_request",
         ),
-        case(
+        (
             "bad query, no key",
             Method::POST,
             "/v1/uploads?wait=maybe",
@@ -110,7 +83,7 @@ async fn malformed_requests_get_the_typed_json_error() {
             401,
             "unauthorized",
         ),
-        case(
+        (
             "bad path, no key",
             Method::GET,
             "/v1/uploads/%FF",
@@ -120,9 +93,9 @@ async fn malformed_requests_get_the_typed_json_error() {
         ),
     ];
     let http = reqwest::Client::new();
-    for c in cases {
-        let mut request = http.request(c.method.clone(), server.url(c.path));
-        if let Some(key) = c.key {
+    for (what, method, path, key, expected, code) in cases {
+        let mut request = http.request(method, server.url(path));
+        if let Some(key) = key {
             request = request.bearer_auth(key);
         }
         let response = request.body("x").send().await.unwrap();
@@ -130,18 +103,18 @@ async fn malformed_requests_get_the_typed_json_error() {
         let allow = response.headers().get("allow").cloned();
         let content_type = response.headers().get("content-type").cloned();
         let body = response.text().await.unwrap();
-        assert_eq!(status, c.status, "{}: {body}", c.what);
+        assert_eq!(status, expected, "{}: {body}", what);
         assert_eq!(
             content_type.as_ref().and_then(|v| v.to_str().ok()),
             Some("application/json"),
             "{}: {body}",
-            c.what
+            what
         );
         let json: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {body}", c.what));
-        assert_eq!(json["error"]["code"], c.code, "{}: {body}", c.what);
-        if c.status == 405 {
-            assert!(allow.is_some(), "{}: 405 without Allow", c.what);
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {body}", what));
+        assert_eq!(json["error"]["code"], code, "{}: {body}", what);
+        if expected == 405 {
+            assert!(allow.is_some(), "{}: 405 without Allow", what);
         }
     }
     server.stop().await;
