@@ -5,12 +5,21 @@
 use crate::common::*;
 use crate::harness::*;
 
+/// What, method, path, API key, expected status, expected code.
+type Case = (
+    &'static str,
+    reqwest::Method,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test]
 async fn malformed_requests_get_the_typed_json_error() {
     use reqwest::Method;
     let server = TestServer::start(Backends::Local).await;
-    // What, method, path, API key, status, code.
-    let cases: [(&str, Method, &str, Option<&str>, u16, &str); 10] = [
+    let cases: [Case; 10] = [
         (
             "unknown route",
             Method::GET,
