@@ -21,6 +21,16 @@ pub fn escape_untrusted(text: &str) -> String {
     out
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), then
+/// escaped: untrusted text as one bounded visible line.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    escape_untrusted(&text[..cut])
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape_untrusted;

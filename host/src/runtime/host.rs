@@ -1,30 +1,22 @@
-//! The store data of one invocation and the host side of the WIT imports:
-//! every call a plugin makes is counted against its budget here, and every
-//! linear memory and table it holds is summed against its budget.
+//! The store data of one invocation: what it has used against its budget,
+//! the `content` resource, and the limiter that sums every linear memory
+//! and table it holds. The cache and log imports are in `imports`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::AsContext;
-use wasmtime::component::{
-    HasSelf, Linker, LinkerInstance, Resource, ResourceTable, WasmList, WasmStr,
-};
-use wasmtime::{AsContextMut, StoreContextMut};
+use wasmtime::component::{Resource, ResourceTable};
 
 use super::content::ContentSource;
+use super::imports::Answer;
 use super::invoke::{CrashKind, GuestFault, HostFault};
-use crate::bindings::{cache, log, types};
+use crate::bindings::{log, types};
 use crate::budget::{Budget, Limit, OverBudget};
-use crate::cache::{CacheError, MAX_BATCH, MAX_KEY_BYTES, PluginCache, PutMode};
-use crate::text::escape_untrusted;
+use crate::cache::{CacheError, PluginCache};
 
 /// Most bytes one `content.read` returns.
 const MAX_READ_CHUNK: u32 = 1 << 20;
-/// Log lines longer than this are cut.
-const MAX_LOG_LINE: usize = 4 << 10;
-const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.0";
-const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.0";
 
 /// The host object behind a plugin's `content` resource.
 pub struct ContentHandle {
@@ -148,7 +140,11 @@ impl HostState {
     }
 
     /// Charges `keys` cache calls of one kind; a refused call is charged too.
-    fn charge_calls(&mut self, kind: fn(&mut CacheOps) -> &mut u64, keys: usize) -> Trappable<()> {
+    pub(super) fn charge_calls(
+        &mut self,
+        kind: fn(&mut CacheOps) -> &mut u64,
+        keys: usize,
+    ) -> Trappable<()> {
         let keys = keys as u64;
         let counter = kind(&mut self.usage.cache_ops);
         *counter = counter.saturating_add(keys);
@@ -157,7 +153,7 @@ impl HostState {
 
     /// Turns a cache result into the guest's answer; a backend that answered
     /// only after the deadline is a timeout.
-    fn settle<T>(&mut self, result: Result<T, CacheError>) -> Trappable<Answer<T>> {
+    pub(super) fn settle<T>(&mut self, result: Result<T, CacheError>) -> Trappable<Answer<T>> {
         if matches!(result, Err(CacheError::Unavailable)) {
             self.time_left()?;
         }
@@ -166,7 +162,7 @@ impl HostState {
 
     /// Time left before the invocation's deadline; traps once it has passed,
     /// since fuel and epochs do not tick while the host awaits.
-    fn time_left(&mut self) -> Trappable<Duration> {
+    pub(super) fn time_left(&mut self) -> Trappable<Duration> {
         let now = Instant::now();
         match self.deadline.checked_duration_since(now) {
             Some(left) if !left.is_zero() => Ok(left),
@@ -180,7 +176,7 @@ impl HostState {
 
     /// Writes one (already escaped) plugin log line; the plugin's text is a
     /// field, never part of the format string.
-    fn log(&mut self, level: log::Level, line: String) {
+    pub(super) fn log(&mut self, level: log::Level, line: String) {
         let (plugin, upload) = (&*self.plugin, self.upload_id.as_str());
         match level {
             log::Level::Trace => tracing::trace!(plugin, upload, message = %line),
@@ -193,240 +189,6 @@ impl HostState {
             }
         }
     }
-}
-
-impl From<CacheError> for cache::Error {
-    fn from(err: CacheError) -> Self {
-        match err {
-            CacheError::QuotaExceeded => cache::Error::QuotaExceeded,
-            CacheError::TooLarge => cache::Error::TooLarge,
-            CacheError::InvalidKey => cache::Error::InvalidKey,
-            CacheError::Unavailable => cache::Error::Unavailable,
-        }
-    }
-}
-
-/// Provides the `airlock:plugin` imports. `types` (the content resource)
-/// comes from the generated bindings; `cache` and `log` take their strings
-/// and lists as lazy views of guest memory, so every length is checked and
-/// every call charged before the host copies a byte.
-pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    types::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)?;
-    add_cache(&mut linker.instance(CACHE_INTERFACE)?)?;
-    add_log(&mut linker.instance(LOG_INTERFACE)?)?;
-    Ok(())
-}
-
-/// What a cache import answers the guest.
-type Answer<T> = (Result<T, cache::Error>,);
-type Ctx<'a> = StoreContextMut<'a, HostState>;
-
-fn add_cache(cache: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
-    cache.func_wrap_async("get", |mut store: Ctx<'_>, (key,): (WasmStr,)| {
-        Box::new(async move {
-            store.data_mut().charge_calls(|o| &mut o.get, 1)?;
-            let Some(key) = guest_key(&store, &key)? else {
-                return Ok((Err(cache::Error::InvalidKey),));
-            };
-            let state = store.data_mut();
-            let left = state.time_left()?;
-            let result = state.cache.get(&key, left).await;
-            state.settle(result.map(|v| v.map(Vec::from)))
-        })
-    })?;
-    cache.func_wrap_async(
-        "set",
-        |mut store: Ctx<'_>, (key, value, ttl): (WasmStr, WasmList<u8>, u32)| {
-            Box::new(async move {
-                store.data_mut().charge_calls(|o| &mut o.set, 1)?;
-                let (answer,) = put(store, &key, &value, ttl, PutMode::Overwrite).await?;
-                Ok((answer.map(drop),))
-            })
-        },
-    )?;
-    cache.func_wrap_async(
-        "add",
-        |mut store: Ctx<'_>, (key, value, ttl): (WasmStr, WasmList<u8>, u32)| {
-            Box::new(async move {
-                store.data_mut().charge_calls(|o| &mut o.add, 1)?;
-                put(store, &key, &value, ttl, PutMode::IfAbsent).await
-            })
-        },
-    )?;
-    cache.func_wrap_async("delete", |mut store: Ctx<'_>, (key,): (WasmStr,)| {
-        Box::new(async move {
-            store.data_mut().charge_calls(|o| &mut o.delete, 1)?;
-            let Some(key) = guest_key(&store, &key)? else {
-                return Ok((Err(cache::Error::InvalidKey),));
-            };
-            let state = store.data_mut();
-            let left = state.time_left()?;
-            let result = state.cache.delete(&key, left).await;
-            state.settle(result)
-        })
-    })?;
-    cache.func_wrap_async(
-        "get-many",
-        |mut store: Ctx<'_>, (keys,): (WasmList<WasmStr>,)| {
-            Box::new(async move {
-                // Charged per key asked for, before the batch is refused.
-                store.data_mut().charge_calls(|o| &mut o.get, keys.len())?;
-                if keys.len() > MAX_BATCH {
-                    return Ok((Err(cache::Error::TooLarge),));
-                }
-                let mut owned = Vec::with_capacity(keys.len());
-                for i in 0..keys.len() {
-                    let key = guest_item(&mut store, &keys, i)?;
-                    match guest_key(&store, &key)? {
-                        Some(key) => owned.push(key),
-                        None => return Ok((Err(cache::Error::InvalidKey),)),
-                    }
-                }
-                let state = store.data_mut();
-                let deadline = Instant::now() + state.time_left()?;
-                let mut values = Vec::with_capacity(owned.len());
-                for key in &owned {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match state.cache.get(key, left).await {
-                        Ok(value) => values.push(value.map(Vec::from)),
-                        Err(e) => return state.settle(Err(e)),
-                    }
-                }
-                Ok((Ok(values),))
-            })
-        },
-    )?;
-    cache.func_wrap_async(
-        "set-many",
-        |mut store: Ctx<'_>, (entries, ttl): (WasmList<(WasmStr, WasmList<u8>)>, u32)| {
-            Box::new(async move {
-                store
-                    .data_mut()
-                    .charge_calls(|o| &mut o.set, entries.len())?;
-                if entries.len() > MAX_BATCH {
-                    return Ok((Err(cache::Error::TooLarge),));
-                }
-                let mut owned = Vec::with_capacity(entries.len());
-                for i in 0..entries.len() {
-                    let (key, value) = guest_item(&mut store, &entries, i)?;
-                    let Some(key) = guest_key(&store, &key)? else {
-                        return Ok((Err(cache::Error::InvalidKey),));
-                    };
-                    let Some(value) = guest_value(&store, &value) else {
-                        return Ok((Err(cache::Error::TooLarge),));
-                    };
-                    owned.push((key, value));
-                }
-                let state = store.data_mut();
-                let bytes = owned.iter().map(|(k, v)| written(k, v)).sum();
-                state.charge(Limit::CacheWriteBytes, bytes)?;
-                let deadline = Instant::now() + state.time_left()?;
-                for (key, value) in owned {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let result = state
-                        .cache
-                        .put(&key, value, ttl, PutMode::Overwrite, left)
-                        .await;
-                    if let Err(e) = result {
-                        return state.settle(Err(e));
-                    }
-                }
-                Ok((Ok(()),))
-            })
-        },
-    )?;
-    Ok(())
-}
-
-/// `set` and `add` after their call was charged: refuse, charge the bytes,
-/// write.
-async fn put(
-    mut store: Ctx<'_>,
-    key: &WasmStr,
-    value: &WasmList<u8>,
-    ttl: u32,
-    mode: PutMode,
-) -> wasmtime::Result<Answer<bool>> {
-    let Some(key) = guest_key(&store, key)? else {
-        return Ok((Err(cache::Error::InvalidKey),));
-    };
-    let Some(value) = guest_value(&store, value) else {
-        return Ok((Err(cache::Error::TooLarge),));
-    };
-    let state = store.data_mut();
-    state.charge(Limit::CacheWriteBytes, written(&key, &value))?;
-    let left = state.time_left()?;
-    let result = state.cache.put(&key, value, ttl, mode, left).await;
-    state.settle(result)
-}
-
-fn add_log(log: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
-    log.func_wrap(
-        "write",
-        |mut store: Ctx<'_>, (level, message): (log::Level, WasmStr)| {
-            store.data_mut().charge(Limit::LogLines, 1)?;
-            let text = message.to_str(store.as_context()).map_err(|e| {
-                GuestFault::new(
-                    CrashKind::InvalidResult,
-                    format!("log line is not UTF-8: {e}"),
-                )
-            })?;
-            let line = escape_untrusted(truncate(&text, MAX_LOG_LINE));
-            store.data_mut().log(level, line);
-            Ok(())
-        },
-    )
-}
-
-/// Reads a cache key from guest memory: `None` (invalid-key) when it is
-/// longer than any key may be, without copying it.
-fn guest_key(store: &Ctx<'_>, key: &WasmStr) -> wasmtime::Result<Option<String>> {
-    let text = key.to_str(store.as_context()).map_err(|e| {
-        GuestFault::new(
-            CrashKind::InvalidResult,
-            format!("cache key is not UTF-8: {e}"),
-        )
-    })?;
-    Ok((text.len() <= MAX_KEY_BYTES).then(|| text.into_owned()))
-}
-
-/// Reads a cache value from guest memory: `None` (too-large) when it is over
-/// the plugin's value cap, without copying it.
-fn guest_value(store: &Ctx<'_>, value: &WasmList<u8>) -> Option<Bytes> {
-    let max = store.data().cache.max_value_bytes();
-    (value.len() as u64 <= max)
-        .then(|| Bytes::copy_from_slice(value.as_le_slice(store.as_context())))
-}
-
-/// Element `i` of a list the guest passed.
-fn guest_item<T: wasmtime::component::Lift + 'static>(
-    store: &mut Ctx<'_>,
-    list: &WasmList<T>,
-    i: usize,
-) -> wasmtime::Result<T> {
-    match list.get(store.as_context_mut(), i) {
-        Some(Ok(item)) => Ok(item),
-        Some(Err(e)) => Err(GuestFault::new(CrashKind::InvalidResult, format!("{e:#}")).into()),
-        None => {
-            Err(GuestFault::new(CrashKind::InvalidResult, "list shorter than its length").into())
-        }
-    }
-}
-
-fn written(key: &str, value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64
-}
-
-/// The longest prefix of `text` of at most `max` bytes, on a char boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut cut = max;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
 }
 
 impl types::Host for HostState {}

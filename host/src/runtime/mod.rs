@@ -4,6 +4,7 @@
 
 mod content;
 mod host;
+mod imports;
 mod invoke;
 pub mod jail;
 mod load;
@@ -130,7 +131,7 @@ impl PluginRuntime {
         let instances = config.max_instances.max(1);
         let engine = Engine::new(&engine_config(&config, true)).map_err(err)?;
         let mut linker = Linker::new(&engine);
-        host::add_to_linker(&mut linker).map_err(err)?;
+        imports::add_to_linker(&mut linker).map_err(err)?;
         if let Some(dir) = &config.compiled_cache_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RuntimeError(format!("{}: {e}", dir.display())))?;

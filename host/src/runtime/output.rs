@@ -15,7 +15,7 @@ use super::host::HostState;
 use super::invoke::{Derived, Verdict};
 use crate::bindings::types;
 use crate::budget::{Budget, Limit, OUTPUT_ENTRY_COST};
-use crate::text::escape_untrusted;
+use crate::text::{escape_untrusted, one_line};
 
 /// Longest plugin-error message kept (it goes to logs and responses).
 const MAX_ERROR_MESSAGE: usize = 4 << 10;
@@ -87,12 +87,7 @@ pub(super) fn derived(
 /// A plugin-error's message, cut to a bounded length and made one visible
 /// line (it is logged and may be shown to the client).
 pub(super) fn error_message(error: types::PluginError) -> String {
-    let message = error.message;
-    let mut cut = message.len().min(MAX_ERROR_MESSAGE);
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    escape_untrusted(&message[..cut])
+    one_line(&error.message, MAX_ERROR_MESSAGE)
 }
 
 fn charge_metadata(state: &mut HostState, metadata: &[(String, String)]) -> wasmtime::Result<()> {
