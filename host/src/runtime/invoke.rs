@@ -371,37 +371,53 @@ impl Plugin {
                 HostFault(format!("cannot instantiate: {e:#}")).into()
             }
         })?;
-        let output = match self.info.world {
+        Ok(match self.info.world {
             HookKind::Processor => {
-                let func = instance.get_typed_func::<
-                    (&types::Upload, Resource<ContentHandle>),
-                    (Result<types::Verdict, types::PluginError>,),
-                >(&mut *store, &self.hook)?;
-                let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
-                match result {
+                match self
+                    .call_hook::<types::Verdict>(store, &instance, &upload, handle)
+                    .await?
+                {
                     Ok(verdict) => Ok(HookOutput::Verdict(output::verdict(
                         store.data_mut(),
                         verdict,
                     )?)),
-                    Err(e) => Err(output::error_message(e)),
+                    Err(message) => Err(message),
                 }
             }
             HookKind::Extension => {
-                let func = instance.get_typed_func::<
-                    (&types::Upload, Resource<ContentHandle>),
-                    (Result<Vec<types::Derived>, types::PluginError>,),
-                >(&mut *store, &self.hook)?;
-                let (result,) = func.call_async(&mut *store, (&upload, handle)).await?;
-                match result {
+                match self
+                    .call_hook::<Vec<types::Derived>>(store, &instance, &upload, handle)
+                    .await?
+                {
                     Ok(items) => Ok(HookOutput::Derived(output::derived(
                         store.data_mut(),
                         items,
                     )?)),
-                    Err(e) => Err(output::error_message(e)),
+                    Err(message) => Err(message),
                 }
             }
-        };
-        Ok(output)
+        })
+    }
+
+    /// Calls the hook, whose result on success is `R`; its `plugin-error`
+    /// becomes one bounded line.
+    async fn call_hook<R>(
+        &self,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+        upload: &types::Upload,
+        handle: Resource<ContentHandle>,
+    ) -> wasmtime::Result<Result<R, String>>
+    where
+        R: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
+    {
+        let func = instance
+            .get_typed_func::<(&types::Upload, Resource<ContentHandle>), (Result<R, types::PluginError>,)>(
+                &mut *store,
+                &self.hook,
+            )?;
+        let (result,) = func.call_async(&mut *store, (upload, handle)).await?;
+        Ok(result.map_err(output::error_message))
     }
 
     /// Validates names and keys of a result already read under the budget.

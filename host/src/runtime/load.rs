@@ -343,13 +343,11 @@ impl PluginRuntime {
         if let Some((_, path)) = &cached
             && path.exists()
         {
-            match deserialize_own_file(&self.engine, path) {
+            match deserialize_own_file(&self.engine, path).map_err(|e| pool_refusal(&e)) {
                 Ok(component) => return Ok(component),
                 // Tighter pool caps than when it was compiled: a refusal,
                 // not a stale artifact.
-                Err(e) if matches!(pool_refusal(&e), LoadError::PoolLimit { .. }) => {
-                    return Err(pool_refusal(&e));
-                }
+                Err(refusal @ LoadError::PoolLimit { .. }) => return Err(refusal),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component")
                 }
@@ -396,21 +394,7 @@ fn deserialize_own_bytes(
 /// and says so only in words.
 fn pool_refusal(err: &wasmtime::Error) -> LoadError {
     let text = format!("{err:#}");
-    let limit = if text.contains("instance allocation for this module requires") {
-        "max_core_instance_bytes"
-    } else if text.contains("instance allocation for this component requires") {
-        "max_component_instance_bytes"
-    } else if text.contains("core module instances") {
-        "max_core_instances_per_component"
-    } else if text.contains("minimum byte size") {
-        "max_memory_bytes"
-    } else if text.contains("minimum element size") {
-        "max_table_elements"
-    } else if text.contains("memories") {
-        "max_memories_per_component"
-    } else if text.contains("tables") {
-        "max_tables_per_component"
-    } else {
+    let Some((_, limit)) = POOL_REFUSALS.iter().find(|(words, _)| text.contains(words)) else {
         return LoadError::Jail(format!("unusable artifact from the compiler: {text}"));
     };
     // "… N …, which exceeds the … limit/maximum of M …": the last two numbers.
@@ -433,6 +417,24 @@ fn pool_refusal(err: &wasmtime::Error) -> LoadError {
         allowed,
     }
 }
+
+/// wasmtime's words for each pool cap, most specific first, and the
+/// `[runtime]` key that sets it.
+const POOL_REFUSALS: [(&str, &str); 7] = [
+    (
+        "instance allocation for this module requires",
+        "max_core_instance_bytes",
+    ),
+    (
+        "instance allocation for this component requires",
+        "max_component_instance_bytes",
+    ),
+    ("core module instances", "max_core_instances_per_component"),
+    ("minimum byte size", "max_memory_bytes"),
+    ("minimum element size", "max_table_elements"),
+    ("memories", "max_memories_per_component"),
+    ("tables", "max_tables_per_component"),
+];
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
