@@ -191,6 +191,8 @@ pub struct GuardCounters {
     pub violations: u64,
     /// Invocations refused: quarantined, disabled or busy.
     pub refused: u64,
+    /// Invocations holding a bulkhead slot right now.
+    pub running: u64,
 }
 
 #[derive(Default)]
@@ -293,7 +295,13 @@ impl Guard {
     /// Current counters and last violation.
     pub fn counters(&self) -> (GuardCounters, Option<Violation>) {
         let state = self.lock();
-        (state.counters, state.last_violation.clone())
+        let slots = self.containment.max_concurrency.max(1) as usize;
+        let running = slots.saturating_sub(self.bulkhead.available_permits()) as u64;
+        let counters = GuardCounters {
+            running,
+            ..state.counters
+        };
+        (counters, state.last_violation.clone())
     }
 
     /// This node's view of the shared state, refreshed first when stale.

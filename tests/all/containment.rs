@@ -66,6 +66,16 @@ async fn admin(server: &TestServer, method: reqwest::Method, path: &str) -> reqw
         .unwrap()
 }
 
+/// Waits (up to 10 s) until `name`'s admin entry satisfies `ready`.
+async fn until_plugin(server: &TestServer, name: &str, ready: impl Fn(&serde_json::Value) -> bool) {
+    let reached = poll(Duration::from_secs(10), || async {
+        let state = plugin_state(server, name).await;
+        ready(&state).then_some(())
+    })
+    .await;
+    assert!(reached.is_some(), "{}", plugin_state(server, name).await);
+}
+
 async fn plugin_state(server: &TestServer, name: &str) -> serde_json::Value {
     let list = json(
         admin(server, reqwest::Method::GET, "/admin/plugins").await,
@@ -245,11 +255,7 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
         a.upload_picture(ALICE, "", 201).await;
     }
     // Node B never saw a violation, yet stops invoking the plugin.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        plugin_state(&b, "cache-storm").await["state"],
-        "quarantined"
-    );
+    until_plugin(&b, "cache-storm", |p| p["state"] == "quarantined").await;
     let record = b.upload_picture(ALICE, "", 201).await;
     assert!(
         skipped_reason(&record, "cache-storm")
@@ -268,8 +274,7 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
         200,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(plugin_state(&a, "cache-storm").await["state"], "active");
+    until_plugin(&a, "cache-storm", |p| p["state"] == "active").await;
     a.stop().await;
     b.stop().await;
 }
@@ -278,6 +283,7 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
 async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(Backends::Local, dir.path());
+    config.admin.token = ADMIN.into();
     // A plugin that spins for its whole 1.5 s wall-clock budget, one at a time.
     let mut slow = plugin(
         "infinite-loop",
@@ -305,7 +311,7 @@ async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answe
         })
         .collect();
     // While the slow plugin spins, health and unrelated reads still answer.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_plugin(&server, "infinite-loop", |p| p["counters"]["running"] != 0).await;
     let started = Instant::now();
     assert_eq!(server.get(ALICE, "/healthz").await.status(), 200);
     let health_latency = started.elapsed();
@@ -382,7 +388,7 @@ async fn in_flight_invocations_finish_on_the_plugins_they_started_with() {
         let server = Arc::clone(&server);
         tokio::spawn(async move { server.upload_picture("", "", 201).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_plugin(&server, "infinite-loop", |p| p["counters"]["running"] != 0).await;
     file.write(&entry("sha256"));
     json(
         admin(&server, reqwest::Method::POST, "/admin/reload").await,
