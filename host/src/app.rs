@@ -1,7 +1,7 @@
 //! Wiring: builds storage, cache, runtime, plugins and the HTTP app from a
 //! [`Config`], and serves it until a shutdown signal.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use crate::admin::{Admin, ConfigSource, Running};
 use crate::cache::{BackendError, CacheBackend, MemoryBackend, PluginCache, RedisBackend};
 use crate::config::{CacheBackendKind, Config, ConfigError, StorageBackend};
-use crate::http::{AppState, Auth};
+use crate::http::{AppState, Auth, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::runtime::{HookKind, LoadError, PluginRuntime, RuntimeConfig, RuntimeError};
 use crate::storage::{BlobStore, LocalStore, S3Store, StorageError};
 use crate::supervisor::{Guard, StateStore};
 use crate::upload::{
-    Client, HookedPlugin, PipelineLimits, PluginSet, PostStoreWorkers, UploadError, UploadService,
+    BodyTimeouts, Client, HookedPlugin, PipelineLimits, PluginSet, PostStoreWorkers, UploadError,
+    UploadService,
 };
 
 /// The service could not start.
@@ -87,6 +88,16 @@ pub struct App {
     pub admin: Arc<Admin>,
     workers: PostStoreWorkers,
     grace: Duration,
+    connections: ConnectionLimits,
+    sweep: SweepSchedule,
+}
+
+/// When the orphan sweep runs and what it removes.
+#[derive(Debug, Clone, Copy)]
+struct SweepSchedule {
+    grace: Duration,
+    /// `None`: only at start.
+    every: Option<Duration>,
 }
 
 /// Where the embedded defaults look for the example plugins.
@@ -138,6 +149,10 @@ impl App {
             Arc::clone(&metrics),
             PipelineLimits {
                 concurrent_uploads: config.server.max_concurrent_uploads,
+                body_timeouts: BodyTimeouts {
+                    read: Duration::from_millis(config.server.body_read_timeout_ms),
+                    deadline: Duration::from_secs(config.server.upload_deadline_seconds),
+                },
                 queue: config.server.post_store_queue,
                 workers: config.server.post_store_workers,
             },
@@ -176,6 +191,17 @@ impl App {
             admin,
             workers,
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+            connections: ConnectionLimits {
+                max_connections: config.server.max_connections,
+                header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+                keep_alive_timeout: Duration::from_millis(config.server.keep_alive_timeout_ms),
+                write_timeout: Duration::from_millis(config.server.write_timeout_ms),
+            },
+            sweep: SweepSchedule {
+                grace: Duration::from_secs(config.storage.orphan_grace_seconds),
+                every: (config.storage.orphan_sweep_interval_seconds > 0)
+                    .then(|| Duration::from_secs(config.storage.orphan_sweep_interval_seconds)),
+            },
         })
     }
 
@@ -192,13 +218,20 @@ impl App {
             workers,
             grace,
             admin,
-            ..
+            metrics,
+            connections: limits,
+            sweep,
         } = self;
         let reload_on_hup = tokio::spawn(reload_on_sighup(admin));
+        let sweeper = tokio::spawn(sweep_orphans(
+            Arc::clone(service.store()),
+            Arc::clone(&metrics),
+            sweep,
+        ));
         let signalled = Arc::new(tokio::sync::Notify::new());
         let signalled_at = Arc::new(std::sync::OnceLock::new());
         let (notify, at) = (Arc::clone(&signalled), Arc::clone(&signalled_at));
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let server = crate::http::serve(listener, router, limits, metrics, async move {
             shutdown.await;
             at.get_or_init(Instant::now);
             notify.notify_one();
@@ -206,13 +239,14 @@ impl App {
         // In-flight requests get the grace period; a stalled client must not
         // hold a shutdown (a deploy) forever.
         tokio::select! {
-            served = server.into_future() => served?,
+            () = server => {}
             () = async {
                 signalled.notified().await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(?grace, "shutdown grace ran out; closing the connections still open"),
         }
         reload_on_hup.abort();
+        sweeper.abort();
         service.close_queue();
         let since_signal = signalled_at.get().map_or(Duration::ZERO, Instant::elapsed);
         let left = grace.saturating_sub(since_signal);
@@ -243,6 +277,7 @@ pub fn auth_for(config: &Config) -> Result<Auth, StartError> {
             name: "anonymous".into(),
             max_body_bytes: config.server.max_body_bytes,
             allowed_content_types: Vec::new(),
+            max_concurrent_uploads: config.server.max_uploads_per_client,
         }));
     }
     Ok(Auth::with_keys(config.clients.iter().map(|c| {
@@ -252,6 +287,9 @@ pub fn auth_for(config: &Config) -> Result<Auth, StartError> {
                 name: c.name.clone(),
                 max_body_bytes: c.max_body_bytes.unwrap_or(config.server.max_body_bytes),
                 allowed_content_types: c.allowed_content_types.clone(),
+                max_concurrent_uploads: c
+                    .max_concurrent_uploads
+                    .unwrap_or(config.server.max_uploads_per_client),
             },
         )
     })))
@@ -336,6 +374,18 @@ async fn reload_on_sighup(admin: Arc<Admin>) {
         tracing::info!("SIGHUP: reloading the configuration");
         // The outcome is logged by `reload`.
         let _ = admin.reload().await;
+    }
+}
+
+/// Sweeps orphaned objects at start, then on `schedule`. A failed sweep is
+/// logged and tried again at the next round.
+async fn sweep_orphans(store: Arc<dyn BlobStore>, metrics: Arc<Metrics>, schedule: SweepSchedule) {
+    loop {
+        if let Err(err) = crate::upload::sweep(store.as_ref(), schedule.grace, &metrics).await {
+            tracing::warn!(error = %err, "orphan sweep failed");
+        }
+        let Some(every) = schedule.every else { return };
+        tokio::time::sleep(every).await;
     }
 }
 

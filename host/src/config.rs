@@ -44,8 +44,27 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest upload body for clients that set no limit of their own.
     pub max_body_bytes: u64,
-    /// Uploads accepted at once; more wait for a slot.
+    /// Uploads processed (plugins and storage) at once; more wait for a
+    /// slot once their body has arrived. Receiving a body takes no slot.
     pub max_concurrent_uploads: usize,
+    /// Upload requests one client may have open at once, for clients that
+    /// set no `max_concurrent_uploads` of their own; more get 429.
+    pub max_uploads_per_client: usize,
+    /// Connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// The whole head of a request must arrive within this of the
+    /// connection being ready for it (accepted, or done with the previous
+    /// request); otherwise the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    pub keep_alive_timeout_ms: u64,
+    /// A response its client does not read for this long: the connection
+    /// is dropped.
+    pub write_timeout_ms: u64,
+    /// An upload whose body sends nothing for this long gets 408.
+    pub body_read_timeout_ms: u64,
+    /// An upload's whole body must arrive within this, or it gets 408.
+    pub upload_deadline_seconds: u64,
     /// Post-store jobs that may wait; when full, jobs are dropped (and
     /// counted), never blocking an upload.
     pub post_store_queue: usize,
@@ -61,6 +80,13 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 100 << 20,
             max_concurrent_uploads: 64,
+            max_uploads_per_client: 256,
+            max_connections: 1024,
+            header_read_timeout_ms: 15_000,
+            keep_alive_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
+            body_read_timeout_ms: 15_000,
+            upload_deadline_seconds: 900,
             post_store_queue: 1024,
             post_store_workers: 2,
             shutdown_grace_seconds: 30,
@@ -78,6 +104,13 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// Settings of the S3 backend.
     pub s3: S3Settings,
+    /// Objects no record owns (left by a crash) are removed once this old.
+    /// Must exceed the longest time between storing an upload's content
+    /// and its record.
+    pub orphan_grace_seconds: u64,
+    /// How often the orphan sweep runs after the one at start; 0 = only at
+    /// start.
+    pub orphan_sweep_interval_seconds: u64,
 }
 
 impl Default for StorageConfig {
@@ -86,6 +119,8 @@ impl Default for StorageConfig {
             backend: StorageBackend::Local,
             path: PathBuf::from("./data"),
             s3: S3Settings::default(),
+            orphan_grace_seconds: 3600,
+            orphan_sweep_interval_seconds: 3600,
         }
     }
 }
@@ -164,6 +199,10 @@ pub struct ClientConfig {
     /// Content types accepted (`image/*` style wildcards); empty = any.
     #[serde(default)]
     pub allowed_content_types: Vec<String>,
+    /// Upload requests open at once; defaults to
+    /// `server.max_uploads_per_client`.
+    #[serde(default)]
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// `[[plugins]]`: one plugin on one hook.
@@ -312,6 +351,46 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        for (key, value) in [
+            (
+                "server.max_uploads_per_client",
+                self.server.max_uploads_per_client as u64,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.keep_alive_timeout_ms",
+                self.server.keep_alive_timeout_ms,
+            ),
+            ("server.write_timeout_ms", self.server.write_timeout_ms),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "server.upload_deadline_seconds",
+                self.server.upload_deadline_seconds,
+            ),
+            (
+                "storage.orphan_grace_seconds",
+                self.storage.orphan_grace_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.server.keep_alive_timeout_ms > self.server.header_read_timeout_ms {
+            // hyper's header timer also runs while a connection waits for
+            // its next request, so a longer keep-alive would never apply.
+            return Err(invalid(
+                "server.keep_alive_timeout_ms",
+                "must not exceed server.header_read_timeout_ms",
+            ));
+        }
         if self.server.post_store_workers == 0 || self.server.post_store_queue == 0 {
             return Err(invalid(
                 "server.post_store_workers",
@@ -357,6 +436,9 @@ impl Config {
             }
             if !keys.insert(client.api_key.as_str()) {
                 return Err(invalid(at("api_key"), "is the same as another client's"));
+            }
+            if client.max_concurrent_uploads == Some(0) {
+                return Err(invalid(at("max_concurrent_uploads"), "must be at least 1"));
             }
             for pattern in &client.allowed_content_types {
                 if !pattern.contains('/') {

@@ -15,6 +15,11 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabel {
     plugin: String,
 }
@@ -52,6 +57,9 @@ pub struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     post_store_dropped: Counter,
+    connections_open: Gauge,
+    connection_timeouts: Family<KindLabel, Counter>,
+    orphans_swept: Family<KindLabel, Counter>,
     invocations: Family<OutcomeLabels, Counter>,
     fuel: Family<PluginLabel, Counter>,
     cache_ops: Family<OpLabels, Counter>,
@@ -95,6 +103,24 @@ impl Metrics {
             "post_store_dropped",
             "Post-store jobs dropped because the queue was full",
             post_store_dropped.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connection_timeouts = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "http_connection_timeouts",
+            "Connections closed by a timeout: header_read or keep_alive",
+            connection_timeouts.clone(),
+        );
+        let orphans_swept = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "orphans_swept",
+            "Stored objects removed because no record owns them: content, derived or tombstone",
+            orphans_swept.clone(),
         );
         let invocations = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -140,6 +166,9 @@ impl Metrics {
             bytes_in,
             bytes_out,
             post_store_dropped,
+            connections_open,
+            connection_timeouts,
+            orphans_swept,
             invocations,
             fuel,
             cache_ops,
@@ -176,6 +205,30 @@ impl Metrics {
     /// A post-store job could not be queued.
     pub fn post_store_dropped(&self) {
         self.post_store_dropped.inc();
+    }
+
+    /// An HTTP connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// An HTTP connection was closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// A connection was closed by the `kind` timeout.
+    pub fn connection_timed_out(&self, kind: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// `n` orphaned objects of `kind` were removed.
+    pub fn orphans_swept(&self, kind: &'static str, n: u64) {
+        self.orphans_swept
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n);
     }
 
     /// Marks a plugin active (true) or not.

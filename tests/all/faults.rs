@@ -228,6 +228,11 @@ fn toml_path(path: &Path) -> String {
 impl ServeSetup {
     /// One client (alice) and the `sha256` processor.
     fn new(grace_seconds: u64) -> Self {
+        Self::with_storage(grace_seconds, "")
+    }
+
+    /// [`Self::new`] with more `[storage]` settings.
+    fn with_storage(grace_seconds: u64, storage: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let setup = Self { dir, port };
@@ -239,6 +244,7 @@ shutdown_grace_seconds = {grace_seconds}
 [storage]
 backend = "local"
 path = {data}
+{storage}
 
 [runtime]
 compiled_cache_dir = {compiled}
@@ -282,6 +288,11 @@ timeout_ms = 10000
 
     /// Starts `airlock serve --config …` and waits for `/healthz`.
     async fn serve(&self, run: &str) -> ServerProcess {
+        self.serve_with(run, &[]).await
+    }
+
+    /// [`Self::serve`] with more environment variables.
+    async fn serve_with(&self, run: &str, env: &[(&str, &str)]) -> ServerProcess {
         let log_path = self.dir.path().join(format!("{run}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -292,6 +303,8 @@ timeout_ms = 10000
             .env_remove("AIRLOCK_CONFIG")
             .env_remove("AIRLOCK_LISTEN")
             .env_remove("AIRLOCK_CLIENT_ALICE_API_KEY")
+            .env_remove("AIRLOCK_TEST_FAULT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -662,4 +675,65 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     // The cut-off upload is not stored.
     assert!(files_under(&setup.data().join("uploads")).is_empty());
     upload.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
+    let setup = ServeSetup::with_storage(
+        5,
+        "orphan_grace_seconds = 1\norphan_sweep_interval_seconds = 1",
+    );
+    let mut server = setup
+        .serve_with("crashing", &[("AIRLOCK_TEST_FAULT", "after-content")])
+        .await;
+    let http = reqwest::Client::new();
+    let upload = http
+        .post(format!("{}/v1/uploads?filename=lost.bin", setup.base()))
+        .bearer_auth(ALICE)
+        .header("content-type", "application/octet-stream")
+        .body(vec![7u8; 200_000])
+        .send()
+        .await;
+    assert!(
+        !matches!(&upload, Ok(r) if r.status() == 201),
+        "the crash point did not fire: {upload:?}"
+    );
+    let exit = server.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        exit.is_some_and(|e| !e.success()),
+        "airlock did not crash at the fault point:\n{}",
+        server.log()
+    );
+    // The crash left content that no record owns.
+    let uploads = setup.data().join("uploads");
+    let left = files_under(&uploads);
+    assert!(
+        left.len() == 1 && left[0].ends_with("content"),
+        "expected one orphaned content file: {left:?}"
+    );
+    drop(server);
+
+    let server = setup.serve("restarted").await;
+    // Counted once the sweep is done with it.
+    let swept = poll(Duration::from_secs(15), || async {
+        let metrics = http
+            .get(format!("{}/metrics", setup.base()))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .contains("airlock_orphans_swept_total{kind=\"content\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        swept.is_some(),
+        "the orphan was not swept:\n{}",
+        server.log()
+    );
+    let left = files_under(&uploads);
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -94,12 +94,14 @@ pub fn config(backends: Backends, dir: &std::path::Path) -> Config {
             api_key: ALICE.into(),
             max_body_bytes: None,
             allowed_content_types: Vec::new(),
+            max_concurrent_uploads: None,
         },
         ClientConfig {
             name: "bob".into(),
             api_key: BOB.into(),
             max_body_bytes: Some(64 << 10),
             allowed_content_types: vec!["image/*".into()],
+            max_concurrent_uploads: None,
         },
     ];
     config.plugins = vec![

@@ -199,7 +199,36 @@ suite!(
     invalid_keys_are_refused,
     put_file_of_a_missing_file_fails,
     ping_answers,
+    listing_is_in_key_order,
 );
+
+/// Every key under a prefix, in the order `list` gives them.
+async fn list_keys(store: &dyn BlobStore, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut pages = store.list(prefix);
+    while let Some(page) = pages.next().await {
+        keys.extend(page.expect("list page").into_iter().map(|l| l.key));
+    }
+    keys
+}
+
+async fn listing_is_in_key_order(store: &dyn BlobStore, p: &str) {
+    // `-` and `.` sort before `/`: a directory's keys come after a sibling
+    // file whose name extends the directory's.
+    let mut keys: Vec<String> = ["b", "a/y/z", "a-b", "a/x", "a.c", "ab"]
+        .iter()
+        .map(|k| format!("{p}/{k}"))
+        .collect();
+    for key in &keys {
+        put(store, key, b"x".to_vec()).await;
+    }
+    keys.sort();
+    assert_eq!(list_keys(store, &format!("{p}/")).await, keys);
+    assert_eq!(list_keys(store, &format!("{p}/a/")).await, keys[2..4]);
+    assert!(list_keys(store, &format!("{p}/none/")).await.is_empty());
+    let refused = store.list("no-slash").next().await.expect("one item");
+    assert_invalid_key(refused, "a prefix without its `/`");
+}
 
 async fn round_trip_bytes(store: &dyn BlobStore, p: &str) {
     let cases = [
@@ -586,6 +615,31 @@ mod local_disk {
         put(&store, "k", pseudo_random(13, MIB)).await;
         store.delete("k").await.expect("delete");
         assert_eq!(read_all(opened).await, old);
+    }
+
+    #[tokio::test]
+    async fn listing_pages_through_large_directories_and_skips_temporaries() {
+        let (_dir, store) = local_store().await;
+        let root = store.root();
+        let mut keys: Vec<String> = (0..2500).map(|i| format!("many/{i:05}")).collect();
+        std::fs::create_dir_all(root.join("many")).expect("mkdir");
+        for key in &keys {
+            std::fs::write(root.join(key), b"x").expect("write");
+        }
+        // Temporaries of writes in progress are never keys.
+        std::fs::write(root.join("many/.tmp-123"), b"x").expect("write");
+        std::fs::create_dir_all(root.join(".tmp")).expect("mkdir");
+        std::fs::write(root.join(".tmp/x.part"), b"x").expect("write");
+        keys.sort();
+        let mut pages = 0;
+        let mut listed = Vec::new();
+        let mut stream = store.list("");
+        while let Some(page) = stream.next().await {
+            pages += 1;
+            listed.extend(page.expect("page").into_iter().map(|l| l.key));
+        }
+        assert!(listed == keys, "{} keys listed, not in order", listed.len());
+        assert!(pages > 1, "2500 keys in {pages} page");
     }
 
     #[tokio::test]

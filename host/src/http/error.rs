@@ -2,7 +2,7 @@
 //! body is `{"error": {"code": "...", "message": "..."}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -17,6 +17,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     plugin: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -27,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             plugin: None,
+            headers: Vec::new(),
         }
     }
 
@@ -66,6 +68,12 @@ impl From<UploadError> for ApiError {
                 "plugin_failed",
                 Some(plugin),
             ),
+            UploadError::TooManyUploads { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", None)
+            }
+            UploadError::SlowBody { .. } | UploadError::UploadDeadline { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", None)
+            }
             UploadError::Body(_) => (StatusCode::BAD_REQUEST, "bad_body", None),
             UploadError::NotFound => (StatusCode::NOT_FOUND, "not_found", None),
             UploadError::RangeNotSatisfiable { .. } => {
@@ -76,11 +84,21 @@ impl From<UploadError> for ApiError {
             }
             UploadError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
+        let mut headers = Vec::new();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body is not read: the connection cannot carry
+            // another request.
+            headers.push((header::CONNECTION, HeaderValue::from_static("close")));
+        }
         Self {
             status,
             code,
             message,
             plugin,
+            headers,
         }
     }
 }
@@ -113,6 +131,8 @@ impl IntoResponse for ApiError {
         if let Some(plugin) = self.plugin {
             error["plugin"] = json!(plugin);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }

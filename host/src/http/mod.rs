@@ -2,6 +2,7 @@
 
 mod error;
 mod extract;
+mod server;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -23,10 +24,11 @@ use sha2::{Digest, Sha256};
 
 pub use self::error::ApiError;
 use self::extract::{ApiPath, ApiQuery};
+pub use self::server::{ConnectionLimits, serve};
 use crate::admin::Admin;
 use crate::cache::CacheBackend;
 use crate::metrics::Metrics;
-use crate::upload::{Client, Ingested, UploadError, UploadRecord, UploadService, keys};
+use crate::upload::{Admission, Client, Ingested, UploadError, UploadRecord, UploadService, keys};
 
 /// How long `?wait=true` waits for post-store hooks.
 const WAIT_FOR_DERIVED: Duration = Duration::from_secs(30);
@@ -252,6 +254,7 @@ async fn receive_upload(
         }
         .into());
     }
+    let admission = state.service.admit(client)?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -266,8 +269,15 @@ async fn receive_upload(
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let mut records = Vec::new();
-        if let Err(err) =
-            receive_parts(state, client, &mut multipart, &mut records, query.wait).await
+        if let Err(err) = receive_parts(
+            state,
+            &admission,
+            client,
+            &mut multipart,
+            &mut records,
+            query.wait,
+        )
+        .await
         {
             // All or nothing: a request that fails part-way leaves no upload
             // behind that its client never learnt the id of.
@@ -285,7 +295,7 @@ async fn receive_upload(
         let body = request.into_body().into_data_stream();
         let ingested = state
             .service
-            .ingest(client, &filename, &content_type, body)
+            .ingest(&admission, client, &filename, &content_type, body)
             .await?;
         Ok(serde_json::to_value(finish(ingested, query.wait).await).unwrap_or_default())
     }
@@ -294,6 +304,7 @@ async fn receive_upload(
 /// Stores each file part of `multipart`, appending its record to `records`.
 async fn receive_parts(
     state: &AppState,
+    admission: &Admission,
     client: &Client,
     multipart: &mut Multipart,
     records: &mut Vec<UploadRecord>,
@@ -302,9 +313,9 @@ async fn receive_parts(
     // The body limit covers the whole request: each file gets what the
     // files before it left.
     let mut remaining = client.clone();
-    while let Some(field) = multipart
-        .next_field()
-        .await
+    while let Some(field) = admission
+        .body_read(multipart.next_field())
+        .await?
         .map_err(|e| ApiError::bad_request(e.body_text()))?
     {
         // Plain form fields are not files.
@@ -317,7 +328,7 @@ async fn receive_parts(
             .to_string();
         let ingested = state
             .service
-            .ingest(&remaining, &filename, &part_type, field)
+            .ingest(admission, &remaining, &filename, &part_type, field)
             .await?;
         remaining.max_body_bytes = remaining.max_body_bytes.saturating_sub(ingested.received);
         records.push(finish(ingested, wait).await);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobStore, ByteStream, Object, StorageError, check_key};
+use super::{BlobStore, ByteStream, ListPages, Object, StorageError, check_key};
 
 /// Read buffer of a streamed object.
 const READ_CHUNK: usize = 64 * 1024;
@@ -172,6 +172,10 @@ impl BlobStore for LocalStore {
             Ok(())
         })
         .await
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> ListPages<'a> {
+        super::walk::list(&self.root, prefix)
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

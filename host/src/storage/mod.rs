@@ -6,10 +6,12 @@
 
 mod local;
 mod s3;
+mod walk;
 
 use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,6 +32,18 @@ pub struct Object {
     /// Size of the whole object.
     pub total_size: u64,
 }
+
+/// An object found by [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// Pages of listed objects, in byte order of their keys.
+pub type ListPages<'a> = Pin<Box<dyn Stream<Item = Result<Vec<Listed>, StorageError>> + Send + 'a>>;
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +94,21 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError>;
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Lists the objects under `prefix` (empty, or a key prefix ending in
+    /// `/`), a page at a time, in byte order of their keys, so that the
+    /// objects of one upload come together.
+    fn list<'a>(&'a self, prefix: &'a str) -> ListPages<'a>;
     /// Checks the backend answers (for readiness probes).
     async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Checks `prefix` is empty or a valid key followed by `/`.
+pub fn check_prefix(prefix: &str) -> Result<(), StorageError> {
+    match prefix.strip_suffix('/') {
+        _ if prefix.is_empty() => Ok(()),
+        Some(dir) => check_key(dir),
+        None => Err(StorageError::InvalidKey(prefix.to_string())),
+    }
 }
 
 /// Checks a key is made of safe segments: `[A-Za-z0-9._-]+` separated by `/`,

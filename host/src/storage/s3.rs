@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -24,7 +24,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobStore, ByteStream, Object, StorageError, check_key};
+use super::{
+    BlobStore, ByteStream, ListPages, Listed, Object, StorageError, check_key, check_prefix,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -437,6 +439,48 @@ impl BlobStore for S3Store {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(sdk_error("deleting", &object, &e)),
         }
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> ListPages<'a> {
+        if let Err(err) = check_prefix(prefix) {
+            return Box::pin(futures::stream::once(async move { Err(err) }));
+        }
+        let object_prefix = format!("{}{prefix}", self.prefix);
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&object_prefix)
+            .into_paginator()
+            .send();
+        Box::pin(futures::stream::unfold(Some(pages), move |pages| {
+            let object_prefix = object_prefix.clone();
+            async move {
+                let mut pages = pages?;
+                let page = match pages.next().await? {
+                    Ok(page) => page,
+                    Err(e) => return Some((Err(sdk_error("listing", &object_prefix, &e)), None)),
+                };
+                let listed = page
+                    .contents()
+                    .iter()
+                    .filter_map(|object| {
+                        let key = object.key()?.strip_prefix(&self.prefix)?;
+                        // Without a time the object counts as new: never
+                        // old enough to be swept.
+                        let modified = object
+                            .last_modified()
+                            .and_then(|t| SystemTime::try_from(*t).ok())
+                            .unwrap_or_else(SystemTime::now);
+                        Some(Listed {
+                            key: key.to_string(),
+                            modified,
+                        })
+                    })
+                    .collect();
+                Some((Ok(listed), Some(pages)))
+            }
+        }))
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

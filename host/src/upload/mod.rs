@@ -1,7 +1,9 @@
 //! The upload pipeline: stream to a temp file, pre-store hooks, durable
 //! commit, record, then post-store hooks on a bounded background queue.
 
+mod admission;
 mod record;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use self::admission::OpenUploads;
+pub use self::admission::{Admission, BodyTimeouts};
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
+pub use self::sweep::{SweepReport, sweep};
 use crate::budget::Limit;
 use crate::config::FailurePolicy;
 use crate::metrics::Metrics;
@@ -34,6 +39,8 @@ pub struct Client {
     pub max_body_bytes: u64,
     /// Accepted content types (`image/*` wildcards); empty = any.
     pub allowed_content_types: Vec<String>,
+    /// Upload requests it may have open at once.
+    pub max_concurrent_uploads: usize,
 }
 
 impl Client {
@@ -143,6 +150,24 @@ pub enum UploadError {
         /// What happened.
         reason: String,
     },
+    /// 429: the client already has its share of uploads open.
+    #[error("{limit} uploads of this client are already in progress; retry when one is done")]
+    TooManyUploads {
+        /// The client's cap.
+        limit: usize,
+    },
+    /// 408: the body stalled.
+    #[error("the request body sent nothing for {seconds} s")]
+    SlowBody {
+        /// The read timeout.
+        seconds: f64,
+    },
+    /// 408: the body took too long as a whole.
+    #[error("the request body did not arrive within {seconds} s")]
+    UploadDeadline {
+        /// The deadline.
+        seconds: u64,
+    },
     /// 400: the request body could not be read.
     #[error("cannot read the request body: {0}")]
     Body(String),
@@ -214,8 +239,11 @@ pub struct UploadService {
     tmp_dir: PathBuf,
     metrics: Arc<Metrics>,
     queue: Mutex<Option<mpsc::Sender<PostStoreJob>>>,
-    // Bounds uploads in flight: each holds a temp file and plugin instances.
+    // Bounds uploads being processed: each holds plugin instances. Taken
+    // once the body has arrived, so slow clients cannot hold it.
     in_flight: tokio::sync::Semaphore,
+    open: OpenUploads,
+    body_timeouts: BodyTimeouts,
 }
 
 /// Sizes of the pipeline's queues and pools.
@@ -223,6 +251,8 @@ pub struct UploadService {
 pub struct PipelineLimits {
     /// Uploads processed at once; more wait.
     pub concurrent_uploads: usize,
+    /// Limits on receiving a body.
+    pub body_timeouts: BodyTimeouts,
     /// Post-store jobs that may wait.
     pub queue: usize,
     /// Post-store worker tasks.
@@ -253,6 +283,7 @@ impl UploadService {
     ) -> Result<(Arc<Self>, PostStoreWorkers), UploadError> {
         let PipelineLimits {
             concurrent_uploads,
+            body_timeouts,
             queue,
             workers,
         } = limits;
@@ -265,6 +296,8 @@ impl UploadService {
             metrics,
             queue: Mutex::new(Some(tx)),
             in_flight: tokio::sync::Semaphore::new(concurrent_uploads.max(1)),
+            open: OpenUploads::default(),
+            body_timeouts,
         });
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let handles = (0..workers)
@@ -306,10 +339,17 @@ impl UploadService {
             .take();
     }
 
-    /// Runs one upload through the pipeline.
+    /// Admits one upload request of `client` (one or more files), or
+    /// refuses it when the client has its share open already.
+    pub fn admit(&self, client: &Client) -> Result<Admission, UploadError> {
+        self.open.admit(client, self.body_timeouts)
+    }
+
+    /// Runs one upload of an admitted request through the pipeline.
     #[tracing::instrument(name = "upload", skip_all, fields(client = %client.name, id))]
     pub async fn ingest<S, E>(
         &self,
+        admission: &Admission,
         client: &Client,
         filename: &str,
         content_type: &str,
@@ -323,13 +363,15 @@ impl UploadService {
         if !client.allows(&content_type) {
             return Err(UploadError::UnsupportedType(content_type));
         }
-        let _slot = self.in_flight.acquire().await.map_err(internal)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         tracing::Span::current().record("id", id.as_str());
         let temp = self.tmp_dir.join(format!("{id}.part"));
         let temp = tempfile::TempPath::try_from_path(temp).map_err(internal)?;
-        let (size, sha256) = self.receive(body, &temp, client.max_body_bytes).await?;
+        let (size, sha256) = self
+            .receive(admission, body, &temp, client.max_body_bytes)
+            .await?;
         let received = size;
+        let _slot = self.in_flight.acquire().await.map_err(internal)?;
 
         let plugins = self.plugins();
         let filename = sanitize_filename(filename);
@@ -367,6 +409,7 @@ impl UploadService {
                 (size, sha256, Some(temp))
             }
         };
+        crash_point("after-content");
 
         let mut record = UploadRecord {
             id: id.clone(),
@@ -492,6 +535,7 @@ impl UploadService {
     /// SHA-256.
     async fn receive<S, E>(
         &self,
+        admission: &Admission,
         mut body: S,
         path: &Path,
         limit: u64,
@@ -503,7 +547,7 @@ impl UploadService {
         let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
+        while let Some(chunk) = admission.body_read(body.next()).await? {
             let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
             size += chunk.len() as u64;
             if size > limit {
@@ -743,6 +787,21 @@ pub fn sanitize_filename(name: &str) -> String {
         "upload".into()
     } else {
         clean
+    }
+}
+
+/// Aborts the process here when `AIRLOCK_TEST_FAULT` names this point: how
+/// tests crash the service between two writes.
+fn crash_point(name: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let fault = FAULT.get_or_init(|| std::env::var("AIRLOCK_TEST_FAULT").ok());
+    if fault.as_deref() == Some(name) {
+        tracing::error!(point = name, "AIRLOCK_TEST_FAULT: crashing on purpose");
+        // Like a SIGKILL: no cleanup runs, and no core file is left.
+        if let Err(err) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+            tracing::warn!(error = %err, "cannot turn core files off");
+        }
+        std::process::abort();
     }
 }
 

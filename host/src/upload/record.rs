@@ -67,19 +67,24 @@ pub struct DerivedRecord {
 
 /// Storage keys of an upload's objects.
 pub mod keys {
+    /// Prefix of every upload's objects.
+    pub const UPLOADS: &str = "uploads/";
+    /// Prefix of the tombstones.
+    pub const TOMBSTONES: &str = "deleted/";
+
     /// The content.
     pub fn content(id: &str) -> String {
-        format!("uploads/{id}/content")
+        format!("{UPLOADS}{id}/content")
     }
 
     /// The record; written last, so its presence means the upload is whole.
     pub fn record(id: &str) -> String {
-        format!("uploads/{id}/record.json")
+        format!("{UPLOADS}{id}/record.json")
     }
 
     /// A derived artifact.
     pub fn derived(id: &str, name: &str) -> String {
-        format!("uploads/{id}/derived/{name}")
+        format!("{UPLOADS}{id}/derived/{name}")
     }
 
     /// Written by a delete before the record goes while post-store work is
@@ -87,6 +92,6 @@ pub mod keys {
     /// itself (and then removes it). Outside the upload's own prefix, so
     /// the upload is gone whole even while its tombstone is kept.
     pub fn tombstone(id: &str) -> String {
-        format!("deleted/{id}")
+        format!("{TOMBSTONES}{id}")
     }
 }
