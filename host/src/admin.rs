@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::app::{StartError, auth_for, load_plugins};
+use crate::assemble::{StartError, clients_for, load_plugins};
+use crate::auth::ApiClients;
 use crate::budget::Budget;
 use crate::cache::{BackendError, CacheBackend};
-use crate::config::{Config, FailurePolicy};
-use crate::http::Auth;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::runtime::{HookKind, PluginRuntime};
 use crate::supervisor::{Containment, GuardCounters, PluginState, Violation};
-use crate::upload::UploadService;
+use crate::upload::{FailurePolicy, UploadService};
 
 /// Where the configuration comes from, to read it again on reload.
 #[derive(Debug, Clone)]
@@ -75,8 +75,11 @@ pub enum AdminError {
     #[error("cannot change plugin state: {0}")]
     State(#[from] BackendError),
     /// The new configuration was refused; the old one keeps serving.
-    #[error("reload refused, still serving the previous configuration: {0}")]
-    Reload(String),
+    #[error("reload refused, still serving the previous configuration")]
+    Reload(#[source] StartError),
+    /// The reload task itself failed.
+    #[error("reload failed, still serving the previous configuration")]
+    ReloadTask(#[source] tokio::task::JoinError),
 }
 
 /// What a reload changed.
@@ -95,7 +98,7 @@ pub struct Running {
     /// The pipeline (plugins are swapped in it).
     pub service: Arc<UploadService>,
     /// API clients (swapped).
-    pub auth: Arc<Auth>,
+    pub clients: Arc<ApiClients>,
     /// The runtime that compiles the new plugins.
     pub runtime: Arc<PluginRuntime>,
     /// The plugins' cache backend.
@@ -109,14 +112,14 @@ pub struct Running {
 /// Operations behind the admin API and SIGHUP.
 pub struct Admin {
     source: ConfigSource,
-    running: Running,
+    running: Arc<Running>,
     // One reload at a time; holds the sections a restart would apply.
     reloading: tokio::sync::Mutex<()>,
 }
 
 impl Admin {
     /// Admin over a running service.
-    pub fn new(source: ConfigSource, running: Running) -> Self {
+    pub fn new(source: ConfigSource, running: Arc<Running>) -> Self {
         Self {
             source,
             running,
@@ -147,22 +150,19 @@ impl Admin {
         out
     }
 
-    /// Re-enables a quarantined or disabled plugin.
-    pub async fn enable(&self, name: &str) -> Result<(), AdminError> {
+    /// Re-enables a quarantined or disabled plugin (`true`), or stops
+    /// invoking it (`false`).
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), AdminError> {
         let set = self.running.service.plugins();
         let hooked = set
             .find(name)
             .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
-        Ok(hooked.guard.enable().await?)
-    }
-
-    /// Stops invoking a plugin.
-    pub async fn disable(&self, name: &str) -> Result<(), AdminError> {
-        let set = self.running.service.plugins();
-        let hooked = set
-            .find(name)
-            .ok_or_else(|| AdminError::UnknownPlugin(name.into()))?;
-        Ok(hooked.guard.disable().await?)
+        if enabled {
+            hooked.guard.enable().await?;
+        } else {
+            hooked.guard.disable().await?;
+        }
+        Ok(())
     }
 
     /// Re-reads the configuration and plugin files and swaps the plugins
@@ -178,15 +178,15 @@ impl Admin {
         // Compiling components is CPU work: keep it off the request threads.
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.read()?;
-            let auth = auth_for(&config)?;
+            let clients = clients_for(&config)?;
             let plugins = load_plugins(&runtime, &config, &cache, embedded, &metrics)?;
-            Ok::<_, StartError>((config, auth, plugins))
+            Ok::<_, StartError>((config, clients, plugins))
         })
         .await
-        .map_err(|e| AdminError::Reload(e.to_string()))?;
-        let (config, auth, plugins) = loaded.map_err(|e| {
-            tracing::error!(error = %e, "reload refused; previous configuration keeps serving");
-            AdminError::Reload(e.to_string())
+        .map_err(AdminError::ReloadTask)?;
+        let (config, clients, plugins) = loaded.map_err(|e| {
+            tracing::error!(error = %crate::text::chain(&e), "reload refused; previous configuration keeps serving");
+            AdminError::Reload(e)
         })?;
         let report = ReloadReport {
             plugins: plugins.all().map(|h| h.plugin.name().to_string()).collect(),
@@ -194,7 +194,7 @@ impl Admin {
             restart_needed: restart_needed(&self.running.config, &config),
         };
         self.running.service.replace_plugins(plugins);
-        self.running.auth.replace_with(auth);
+        self.running.clients.replace_with(clients);
         if report.restart_needed.is_empty() {
             tracing::info!(plugins = ?report.plugins, clients = report.clients, "configuration reloaded");
         } else {

@@ -1,94 +1,33 @@
-//! Wiring: builds storage, cache, runtime, plugins and the HTTP app from a
-//! [`Config`], and serves it until a shutdown signal.
+//! Wiring: builds storage, cache, runtime, plugins, the pipeline and the
+//! operators' side from a [`Config`]; runs the background work of a serving
+//! instance (reload on SIGHUP, the orphan sweep); drains on shutdown.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, ConfigSource, Running};
-use crate::cache::{BackendError, CacheBackend, MemoryBackend, PluginCache, RedisBackend};
-use crate::config::{CacheBackendKind, Config, ConfigError, StorageBackend};
-use crate::http::{AppState, Auth, ConnectionLimits};
+use crate::assemble::{StartError, clients_for, load_plugins};
+use crate::auth::digest;
+use crate::cache::{CacheBackend, MemoryBackend, RedisBackend};
+use crate::config::{CacheBackendKind, Config, StorageBackend};
 use crate::metrics::Metrics;
-use crate::runtime::{HookKind, LoadError, PluginRuntime, RuntimeConfig, RuntimeError};
-use crate::storage::{BlobStore, LocalStore, S3Store, StorageError};
-use crate::supervisor::{Guard, StateStore};
-use crate::upload::{
-    BodyTimeouts, Client, HookedPlugin, PipelineLimits, PluginSet, PostStoreWorkers, UploadError,
-    UploadService,
-};
-
-/// The service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A plugin could not be loaded.
-    #[error("plugin `{name}` ({path}): {source}")]
-    Plugin {
-        /// Its name.
-        name: String,
-        /// Its component path.
-        path: String,
-        /// Why.
-        source: LoadError,
-    },
-    /// The plugin's component targets another hook than configured.
-    #[error(
-        "plugin `{name}` is configured as {configured:?} but its component targets world `{actual}`"
-    )]
-    HookMismatch {
-        /// Its name.
-        name: String,
-        /// `hook` in the config.
-        configured: HookKind,
-        /// The component's world.
-        actual: &'static str,
-    },
-    /// Storage backend unreachable or unusable.
-    #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    /// Cache backend unreachable.
-    #[error("cache: {0}")]
-    Cache(#[from] BackendError),
-    /// The wasm runtime.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The pipeline.
-    #[error("upload pipeline: {0}")]
-    Upload(#[from] UploadError),
-    /// Listening failed.
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen {
-        /// The address.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// Refused to run without authentication on a public address.
-    #[error(
-        "no [[clients]] are configured, so uploads are unauthenticated; that is only allowed on a loopback address, not {0}"
-    )]
-    OpenOnPublicAddress(String),
-}
+use crate::runtime::{PluginRuntime, RuntimeConfig};
+use crate::storage::{BlobStore, LocalStore, S3Store};
+use crate::upload::{BodyTimeouts, PipelineLimits, PostStoreWorkers, UploadService};
 
 /// A built service, ready to serve.
 pub struct App {
-    /// The HTTP routes.
-    pub router: axum::Router,
-    /// The pipeline.
-    pub service: Arc<UploadService>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+    /// What runs: pipeline, API clients, runtime, cache, metrics, config.
+    pub running: Arc<Running>,
     /// Operator operations (also behind SIGHUP).
     pub admin: Arc<Admin>,
+    /// SHA-256 of the admin token; `None` disables the admin API.
+    pub admin_token: Option<[u8; 32]>,
+    store: Arc<dyn BlobStore>,
     workers: PostStoreWorkers,
-    grace: Duration,
-    connections: ConnectionLimits,
     sweep: SweepSchedule,
 }
 
@@ -143,7 +82,7 @@ impl App {
         })?);
         let plugins = load_plugins(&runtime, config, &cache, embedded, &metrics)?;
         let (service, workers) = UploadService::start(
-            store,
+            Arc::clone(&store),
             plugins,
             &config.storage.path.join(".tmp"),
             Arc::clone(&metrics),
@@ -158,45 +97,27 @@ impl App {
             },
         )
         .await?;
-        let auth = Arc::new(auth_for(config)?);
-        let admin = Arc::new(Admin::new(
-            source,
-            Running {
-                service: Arc::clone(&service),
-                auth: Arc::clone(&auth),
-                runtime,
-                cache: Arc::clone(&cache),
-                metrics: Arc::clone(&metrics),
-                config: config.clone(),
-            },
-        ));
+        let clients = Arc::new(clients_for(config)?);
+        let running = Arc::new(Running {
+            service,
+            clients,
+            runtime,
+            cache,
+            metrics,
+            config: config.clone(),
+        });
+        let admin = Arc::new(Admin::new(source, Arc::clone(&running)));
         if config.admin.token.is_empty() {
             tracing::info!(
                 "admin API disabled: set admin.token or AIRLOCK_ADMIN_TOKEN to enable it"
             );
         }
-        let router = crate::http::router(AppState {
-            service: Arc::clone(&service),
-            auth,
-            metrics: Arc::clone(&metrics),
-            cache,
-            admin: Arc::clone(&admin),
-            admin_token: (!config.admin.token.is_empty())
-                .then(|| crate::http::digest(&config.admin.token)),
-        });
         Ok(Self {
-            router,
-            service,
-            metrics,
+            admin_token: (!config.admin.token.is_empty()).then(|| digest(&config.admin.token)),
+            running,
             admin,
+            store,
             workers,
-            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
-            connections: ConnectionLimits {
-                max_connections: config.server.max_connections,
-                header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
-                keep_alive_timeout: Duration::from_millis(config.server.keep_alive_timeout_ms),
-                write_timeout: Duration::from_millis(config.server.write_timeout_ms),
-            },
             sweep: SweepSchedule {
                 grace: Duration::from_secs(config.storage.orphan_grace_seconds),
                 every: (config.storage.orphan_sweep_interval_seconds > 0)
@@ -205,163 +126,44 @@ impl App {
         })
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting,
-    /// finishes in-flight requests and drains the post-store queue.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let App {
-            router,
-            service,
-            workers,
-            grace,
-            admin,
-            metrics,
-            connections: limits,
-            sweep,
-        } = self;
-        let reload_on_hup = tokio::spawn(reload_on_sighup(admin));
-        let sweeper = tokio::spawn(sweep_orphans(
-            Arc::clone(service.store()),
-            Arc::clone(&metrics),
-            sweep,
-        ));
-        let signalled = Arc::new(tokio::sync::Notify::new());
-        let signalled_at = Arc::new(std::sync::OnceLock::new());
-        let (notify, at) = (Arc::clone(&signalled), Arc::clone(&signalled_at));
-        let server = crate::http::serve(listener, router, limits, metrics, async move {
-            shutdown.await;
-            at.get_or_init(Instant::now);
-            notify.notify_one();
-        });
-        // In-flight requests get the grace period; a stalled client must not
-        // hold a shutdown (a deploy) forever.
-        tokio::select! {
-            () = server => {}
-            () = async {
-                signalled.notified().await;
-                tokio::time::sleep(grace).await;
-            } => tracing::warn!(?grace, "shutdown grace ran out; closing the connections still open"),
-        }
-        reload_on_hup.abort();
-        sweeper.abort();
-        service.close_queue();
-        let since_signal = signalled_at.get().map_or(Duration::ZERO, Instant::elapsed);
-        let left = grace.saturating_sub(since_signal);
-        if workers.drain(left).await {
+    /// Starts the background work of a serving instance: reload on SIGHUP
+    /// and the orphan sweep. It stops when the handle is dropped.
+    pub fn start_background(&self) -> Background {
+        Background(vec![
+            tokio::spawn(reload_on_sighup(Arc::clone(&self.admin))),
+            tokio::spawn(sweep_orphans(
+                Arc::clone(&self.store),
+                Arc::clone(&self.running.metrics),
+                self.sweep,
+            )),
+        ])
+    }
+
+    /// Once serving stopped: takes no more post-store jobs and waits up to
+    /// `left` for the queued ones. False if some were still running.
+    pub async fn drain(self, left: Duration) -> bool {
+        self.running.service.close_queue();
+        let drained = self.workers.drain(left).await;
+        if drained {
             tracing::info!("post-store queue drained");
         } else {
             tracing::warn!(
                 "shutdown grace ran out with post-store jobs still running; their records stay `pending`"
             );
         }
-        Ok(())
+        drained
     }
 }
 
-/// The API clients of `config`.
-pub fn auth_for(config: &Config) -> Result<Auth, StartError> {
-    if config.clients.is_empty() {
-        let ip = config.server.listen.ip();
-        if !ip.is_loopback() {
-            return Err(StartError::OpenOnPublicAddress(
-                config.server.listen.to_string(),
-            ));
-        }
-        tracing::warn!(
-            "no [[clients]] configured: accepting unauthenticated uploads on loopback only"
-        );
-        return Ok(Auth::open(Client {
-            name: "anonymous".into(),
-            max_body_bytes: config.server.max_body_bytes,
-            allowed_content_types: Vec::new(),
-            max_concurrent_uploads: config.server.max_uploads_per_client,
-        }));
-    }
-    Ok(Auth::with_keys(config.clients.iter().map(|c| {
-        (
-            c.api_key.clone(),
-            Client {
-                name: c.name.clone(),
-                max_body_bytes: c.max_body_bytes.unwrap_or(config.server.max_body_bytes),
-                allowed_content_types: c.allowed_content_types.clone(),
-                max_concurrent_uploads: c
-                    .max_concurrent_uploads
-                    .unwrap_or(config.server.max_uploads_per_client),
-            },
-        )
-    })))
-}
+/// Background tasks of a serving instance; aborted on drop.
+pub struct Background(Vec<JoinHandle<()>>);
 
-/// Loads every configured plugin, sorted per hook by `order`.
-pub fn load_plugins(
-    runtime: &PluginRuntime,
-    config: &Config,
-    cache: &Arc<dyn CacheBackend>,
-    embedded: bool,
-    metrics: &Arc<Metrics>,
-) -> Result<PluginSet, StartError> {
-    let states = Arc::new(StateStore::new(Arc::clone(cache), &config.cache.prefix));
-    let mut configured: Vec<_> = config.plugins.iter().collect();
-    configured.sort_by_key(|p| p.order);
-    let mut set = PluginSet::default();
-    for pc in configured {
-        if embedded && !pc.component.exists() {
-            tracing::warn!(plugin = %pc.name, path = %pc.component.display(), "example plugin not built; skipping it (run scripts/build-plugins.sh)");
-            continue;
-        }
-        let plugin_cache = PluginCache::new(
-            Arc::clone(cache),
-            &config.cache.prefix,
-            &pc.name,
-            pc.cache,
-            Duration::from_millis(config.cache.op_timeout_ms),
-        );
-        let plugin = runtime
-            .load_file(&pc.name, &pc.component, pc.budget, plugin_cache)
-            .map_err(|source| StartError::Plugin {
-                name: pc.name.clone(),
-                path: pc.component.display().to_string(),
-                source,
-            })?;
-        if plugin.hook() != pc.hook {
-            return Err(StartError::HookMismatch {
-                name: pc.name.clone(),
-                configured: pc.hook,
-                actual: plugin.hook().world(),
-            });
-        }
-        tracing::info!(plugin = %pc.name, hook = pc.hook.world(), order = pc.order, "plugin loaded");
-        metrics.plugin_active(&pc.name, true);
-        let guard = Guard::new(
-            &pc.name,
-            pc.containment,
-            Arc::clone(&states),
-            Arc::clone(metrics),
-        );
-        let hooked = Arc::new(HookedPlugin {
-            plugin,
-            on_failure: pc.on_failure,
-            guard,
-        });
-        match pc.hook {
-            HookKind::Processor => set.processors.push(hooked),
-            HookKind::Extension => set.extensions.push(hooked),
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
         }
     }
-    Ok(set)
-}
-
-/// Binds `addr`.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })
 }
 
 /// Reloads the configuration on every SIGHUP.

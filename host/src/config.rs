@@ -12,6 +12,7 @@ use crate::cache::CachePolicy;
 use crate::runtime::{HookKind, RuntimeConfig};
 use crate::storage::S3Settings;
 use crate::supervisor::Containment;
+pub use crate::upload::FailurePolicy;
 
 /// The checked-in example configuration, also the embedded defaults.
 pub const EXAMPLE: &str = include_str!("../../airlock.example.toml");
@@ -230,17 +231,6 @@ pub struct PluginConfig {
     /// Its bulkhead and circuit breaker.
     #[serde(default)]
     pub containment: Containment,
-}
-
-/// What happens to an upload when a plugin fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailurePolicy {
-    /// Skip the plugin; the upload goes on and its record says why.
-    #[default]
-    FailOpen,
-    /// Refuse the upload (503 naming the plugin).
-    FailClosed,
 }
 
 /// The configuration is unusable.

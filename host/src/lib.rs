@@ -9,6 +9,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod assemble;
+pub mod auth;
 pub mod budget;
 pub mod cache;
 pub mod config;

@@ -230,7 +230,7 @@ impl Scenario {
 pub enum ScenarioError {
     /// The service did not start.
     #[error(transparent)]
-    Start(#[from] crate::app::StartError),
+    Start(#[from] crate::assemble::StartError),
     /// Local I/O (temp dir, listener).
     #[error("scenario setup: {0}")]
     Io(#[from] std::io::Error),
@@ -273,10 +273,10 @@ pub async fn run_scenario(
     config.runtime.compiler_program = Some(compiler.to_path_buf());
     let app = App::build(&config, ConfigSource::Fixed(Box::new(config.clone()))).await?;
     let admin = std::sync::Arc::clone(&app.admin);
-    let listener = crate::app::bind(config.server.listen).await?;
+    let listener = crate::http::bind(config.server.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(crate::http::run(app, listener, async {
         let _ = stopped.await;
     }));
 

@@ -31,6 +31,28 @@ pub fn one_line(text: &str, max: usize) -> String {
     escape_untrusted(&text[..cut])
 }
 
+/// `type/subtype` of a content type, lower-cased, parameters dropped.
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `err` and its sources, `: `-separated, as one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape_untrusted;

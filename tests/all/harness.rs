@@ -179,11 +179,10 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            app.serve(listener, async {
+            airlock::http::run(app, listener, async {
                 let _ = stopped.await;
             })
-            .await
-            .unwrap();
+            .await;
         });
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))

@@ -25,6 +25,7 @@ mod http_api;
 mod http_errors;
 mod incident;
 mod isolation;
+mod layers;
 mod load_limits;
 mod loading;
 mod log_forging;

@@ -40,9 +40,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let built = App::build(&config, source).await?;
-    let listener = app::bind(config.server.listen).await?;
+    let listener = airlock::http::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = ?config.storage.backend, cache = ?config.cache.backend, "airlock listening");
-    built.serve(listener, app::shutdown_signal()).await?;
+    airlock::http::run(built, listener, app::shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }

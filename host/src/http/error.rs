@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::admin::AdminError;
-use crate::text::escape_untrusted;
+use crate::text::{chain, escape_untrusted};
 use crate::upload::UploadError;
 
 /// An error returned to an API client.
@@ -41,6 +41,11 @@ impl ApiError {
         )
     }
 
+    /// 500; `detail` goes to the log only.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -54,7 +59,7 @@ impl ApiError {
 
 impl From<UploadError> for ApiError {
     fn from(err: UploadError) -> Self {
-        let message = err.to_string();
+        let message = chain(&err);
         let (status, code, plugin) = match err {
             UploadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             UploadError::UnsupportedType(_) => {
@@ -82,7 +87,7 @@ impl From<UploadError> for ApiError {
             UploadError::Storage(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None)
             }
-            UploadError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            UploadError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         let mut headers = Vec::new();
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -109,8 +114,9 @@ impl From<AdminError> for ApiError {
             AdminError::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
             AdminError::State(_) => (StatusCode::SERVICE_UNAVAILABLE, "state_unavailable"),
             AdminError::Reload(_) => (StatusCode::UNPROCESSABLE_ENTITY, "reload_refused"),
+            AdminError::ReloadTask(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        Self::new(status, code, err.to_string())
+        Self::new(status, code, chain(&err))
     }
 }
 

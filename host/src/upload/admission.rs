@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Client, UploadError};
+use super::UploadError;
+use crate::auth::Client;
 
 /// Time limits on receiving a request body.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,171 @@
+//! Uploads: create (raw body or multipart), read the record, delete.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::extract::{ApiPath, ApiQuery};
+use super::{ApiError, AppState};
+use crate::auth::Client;
+use crate::upload::{Batch, Ingested, UploadError, UploadRecord};
+
+/// How long `?wait=true` waits for post-store hooks.
+const WAIT_FOR_DERIVED: Duration = Duration::from_secs(30);
+
+/// The upload routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/uploads", post(create_upload))
+        .route("/v1/uploads/{id}", get(get_record).delete(delete_upload))
+}
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    filename: Option<String>,
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn create_upload(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    query: Result<ApiQuery<CreateQuery>, ApiError>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    // Who is asking comes before anything else about the request.
+    let result = match (caller, query) {
+        (Ok(Caller(client)), Ok(ApiQuery(query))) => {
+            receive_upload(&state, &client, query, request).await
+        }
+        (Err(err), _) | (Ok(_), Err(err)) => Err(err),
+    };
+    let response = match result {
+        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        Err(err) => err.into_response(),
+    };
+    state
+        .running
+        .metrics
+        .upload(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn receive_upload(
+    state: &AppState,
+    client: &Client,
+    query: CreateQuery,
+    request: Request,
+) -> Result<Value, ApiError> {
+    let declared_len = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared_len
+        && len > client.max_body_bytes.saturating_add(64 << 10)
+    {
+        // Refuse before reading; the slack allows for multipart framing.
+        return Err(UploadError::TooLarge {
+            limit: client.max_body_bytes,
+        }
+        .into());
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let mut batch = state.running.service.batch(client)?;
+    let multipart = content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data");
+    if multipart {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        // All or nothing: what the batch stored is removed if a later part
+        // fails, whether the pipeline refused it or the body was malformed.
+        if let Err(err) = receive_parts(&mut batch, &mut multipart).await {
+            batch.abort().await;
+            return Err(err);
+        }
+        let stored = batch.finish();
+        if stored.is_empty() {
+            return Err(ApiError::bad_request("multipart body has no file part"));
+        }
+        let mut records = Vec::with_capacity(stored.len());
+        for ingested in stored {
+            records.push(finish(ingested, query.wait).await);
+        }
+        Ok(json!({ "uploads": records }))
+    } else {
+        let filename = query.filename.as_deref().unwrap_or("upload");
+        let body = request.into_body().into_data_stream();
+        batch.add(filename, &content_type, body).await?;
+        let ingested = batch
+            .finish()
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("an upload of one file stored none"))?;
+        let record = finish(ingested, query.wait).await;
+        serde_json::to_value(record)
+            .map_err(|e| ApiError::internal(format!("serializing a record: {e}")))
+    }
+}
+
+/// Stores each file part of `multipart` in `batch`.
+async fn receive_parts(batch: &mut Batch<'_>, multipart: &mut Multipart) -> Result<(), ApiError> {
+    while let Some(field) = batch
+        .body_read(multipart.next_field())
+        .await?
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
+        // Plain form fields are not files.
+        let Some(filename) = field.file_name().map(str::to_string) else {
+            continue;
+        };
+        let part_type = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        batch.add(&filename, &part_type, field).await?;
+    }
+    Ok(())
+}
+
+/// The record to return: at once, or after post-store hooks with `wait`.
+async fn finish(ingested: Ingested, wait: bool) -> UploadRecord {
+    match (wait, ingested.post_store_done) {
+        (true, Some(done)) => match tokio::time::timeout(WAIT_FOR_DERIVED, done).await {
+            Ok(Ok(record)) => record,
+            _ => ingested.record,
+        },
+        _ => ingested.record,
+    }
+}
+
+async fn get_record(
+    State(state): State<AppState>,
+    Caller(client): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<UploadRecord>, ApiError> {
+    Ok(Json(state.running.service.record(&client, &id).await?))
+}
+
+async fn delete_upload(
+    State(state): State<AppState>,
+    Caller(client): Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    state.running.service.delete(&client, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

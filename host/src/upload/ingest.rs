@@ -1,0 +1,347 @@
+//! Taking an upload in: the body streamed to a temp file within the
+//! request's limits, the processors, the durable commit, the record; and a
+//! request of several files stored all or none.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use super::error::{BoxError, internal};
+use super::names::sanitize_filename;
+use super::post_store::PostStoreJob;
+use super::{Admission, PluginSet, SkippedPlugin, UploadError, UploadRecord, UploadService, keys};
+use crate::auth::Client;
+use crate::runtime::{ContentSource, FileContent, HookOutput, UploadInfo, Verdict};
+use crate::text::essence;
+
+/// An accepted upload, and a way to wait for its post-store hooks.
+pub struct Ingested {
+    /// The record as committed.
+    pub record: UploadRecord,
+    /// Bytes received from the client (before any replacement).
+    pub received: u64,
+    /// Resolves with the final record once post-store hooks have run.
+    pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
+}
+
+/// What the processors made of an upload.
+struct Processed {
+    metadata: BTreeMap<String, String>,
+    skipped: Vec<SkippedPlugin>,
+    /// What later hooks read: the upload, or the last replacement.
+    content: Arc<dyn ContentSource>,
+    replaced: Option<Bytes>,
+}
+
+impl UploadService {
+    /// Runs one file of an admitted request through the pipeline.
+    #[tracing::instrument(name = "upload", skip_all, fields(client = %client.name, id))]
+    async fn ingest<S, E>(
+        &self,
+        admission: &Admission,
+        client: &Client,
+        filename: &str,
+        content_type: &str,
+        body: S,
+    ) -> Result<Ingested, UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        let content_type = essence(content_type);
+        if !client.allows(&content_type) {
+            return Err(UploadError::UnsupportedType(content_type));
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::Span::current().record("id", id.as_str());
+        let temp = self.tmp_dir.join(format!("{id}.part"));
+        let temp =
+            tempfile::TempPath::try_from_path(temp).map_err(internal("naming a temp file"))?;
+        let (size, sha256) = self
+            .receive(admission, body, &temp, client.max_body_bytes)
+            .await?;
+        let received = size;
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(internal("waiting for a processing slot"))?;
+
+        let plugins = self.plugins();
+        let filename = sanitize_filename(filename);
+        let mut upload = UploadInfo {
+            id: id.clone(),
+            client: client.name.clone(),
+            filename: filename.clone(),
+            content_type,
+            metadata: Vec::new(),
+        };
+        let file: Arc<dyn ContentSource> =
+            Arc::new(FileContent::open(&temp).map_err(internal("opening the received file"))?);
+        let Processed {
+            metadata,
+            skipped,
+            content,
+            replaced,
+        } = self.process(&plugins, &mut upload, file).await?;
+
+        let content_key = keys::content(&id);
+        let (size, sha256, keep_temp) = match replaced {
+            Some(bytes) => {
+                let digest = hex::encode(Sha256::digest(&bytes));
+                let len = bytes.len() as u64;
+                self.store
+                    .put_bytes(&content_key, bytes, &upload.content_type)
+                    .await?;
+                (len, digest, None)
+            }
+            None => {
+                self.store
+                    .put_file(&content_key, &temp, &upload.content_type)
+                    .await?;
+                // A local store moved the file; a remote one leaves it for the
+                // post-store hooks to read.
+                (size, sha256, Some(temp))
+            }
+        };
+        crash_point("after-content");
+
+        let mut record = UploadRecord {
+            id: id.clone(),
+            client: client.name.clone(),
+            filename,
+            content_type: upload.content_type.clone(),
+            size,
+            sha256,
+            created_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metadata,
+            skipped,
+            derived: Vec::new(),
+            pending: Vec::new(),
+        };
+        let permit = self.reserve_post_store(&plugins, &mut record);
+        if let Err(err) = self.write_record(&record).await {
+            // Without its record the content is unreachable: don't leak it.
+            let _ = self.store.delete(&content_key).await;
+            return Err(err);
+        }
+        let post_store_done = permit.map(|permit| {
+            let (done, waiter) = oneshot::channel();
+            permit.send(PostStoreJob {
+                record: record.clone(),
+                content,
+                plugins: Arc::clone(&plugins),
+                done,
+                _temp: keep_temp,
+            });
+            waiter
+        });
+        tracing::info!(size = record.size, "upload stored");
+        Ok(Ingested {
+            record,
+            received,
+            post_store_done,
+        })
+    }
+
+    /// Runs the processors in order on `content`; replacements chain.
+    async fn process(
+        &self,
+        plugins: &PluginSet,
+        upload: &mut UploadInfo,
+        mut content: Arc<dyn ContentSource>,
+    ) -> Result<Processed, UploadError> {
+        let mut metadata = BTreeMap::new();
+        let mut skipped = Vec::new();
+        let mut replaced = None;
+        for hooked in &plugins.processors {
+            upload.metadata = metadata.clone().into_iter().collect();
+            match self.run_plugin(hooked, upload, &content).await {
+                Ok(HookOutput::Verdict(Verdict::Accept { metadata: added })) => {
+                    metadata.extend(added)
+                }
+                Ok(HookOutput::Verdict(Verdict::Reject { reason })) => {
+                    return Err(UploadError::Rejected {
+                        plugin: hooked.plugin.name().into(),
+                        reason,
+                    });
+                }
+                Ok(HookOutput::Verdict(Verdict::Replace {
+                    bytes,
+                    content_type,
+                    metadata: added,
+                })) => {
+                    metadata.extend(added);
+                    upload.content_type = essence(&content_type);
+                    content = Arc::new(bytes.clone());
+                    replaced = Some(bytes);
+                }
+                Ok(HookOutput::Derived(_)) => {}
+                Err(failure) => self.on_plugin_failure(hooked, failure, &mut skipped)?,
+            }
+        }
+        Ok(Processed {
+            metadata,
+            skipped,
+            content,
+            replaced,
+        })
+    }
+
+    /// Streams the body into `path`, enforcing `limit`; returns size and
+    /// SHA-256.
+    async fn receive<S, E>(
+        &self,
+        admission: &Admission,
+        mut body: S,
+        path: &Path,
+        limit: u64,
+    ) -> Result<(u64, String), UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .map_err(internal("creating a temp file"))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = admission.body_read(body.next()).await? {
+            let chunk = chunk.map_err(|e| UploadError::Body(e.into()))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(UploadError::TooLarge { limit });
+            }
+            self.metrics.bytes_in(chunk.len() as u64);
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(internal("writing a temp file"))?;
+        }
+        file.flush()
+            .await
+            .map_err(internal("writing a temp file"))?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+}
+
+/// One upload request: one or more files, stored all or none. It holds the
+/// request's admission (the client's cap, the body's time limits) and what
+/// is left of the client's body limit for the files still to come.
+pub struct Batch<'a> {
+    service: &'a UploadService,
+    admission: Admission,
+    client: Client,
+    remaining: u64,
+    stored: Vec<Ingested>,
+}
+
+impl UploadService {
+    /// Admits one upload request of `client`, or refuses it when the client
+    /// has its share open already.
+    pub fn batch(&self, client: &Client) -> Result<Batch<'_>, UploadError> {
+        Ok(Batch {
+            service: self,
+            admission: self.open.admit(client, self.body_timeouts)?,
+            client: client.clone(),
+            remaining: client.max_body_bytes,
+            stored: Vec::new(),
+        })
+    }
+}
+
+impl Batch<'_> {
+    /// Waits for `read` (more of the request body) within the request's
+    /// body timeouts.
+    pub async fn body_read<F: Future>(&self, read: F) -> Result<F::Output, UploadError> {
+        self.admission.body_read(read).await
+    }
+
+    /// Stores one file of the request. If it fails, the files stored before
+    /// it are removed too: a client never learnt their ids.
+    pub async fn add<S, E>(
+        &mut self,
+        filename: &str,
+        content_type: &str,
+        body: S,
+    ) -> Result<(), UploadError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<BoxError>,
+    {
+        let mut limits = self.client.clone();
+        limits.max_body_bytes = self.remaining;
+        let result = self
+            .service
+            .ingest(&self.admission, &limits, filename, content_type, body)
+            .await;
+        match result {
+            Ok(ingested) => {
+                self.remaining = self.remaining.saturating_sub(ingested.received);
+                self.stored.push(ingested);
+                Ok(())
+            }
+            Err(err) => {
+                self.abort().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes every file stored so far: the request failed part-way.
+    pub async fn abort(&mut self) {
+        for ingested in self.stored.drain(..) {
+            let id = &ingested.record.id;
+            if let Err(err) = self.service.delete(&self.client, id).await {
+                tracing::error!(id, error = %err, "cannot roll back a file of a failed request");
+            }
+        }
+    }
+
+    /// The stored files, in request order.
+    pub fn finish(self) -> Vec<Ingested> {
+        self.stored
+    }
+}
+
+/// Aborts the process here when `AIRLOCK_TEST_FAULT` names this point: how
+/// tests crash the service between two writes.
+fn crash_point(name: &str) {
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let fault = FAULT.get_or_init(|| std::env::var("AIRLOCK_TEST_FAULT").ok());
+    if fault.as_deref() == Some(name) {
+        tracing::error!(point = name, "AIRLOCK_TEST_FAULT: crashing on purpose");
+        // Like a SIGKILL: no cleanup runs, and no core file is left.
+        if let Err(err) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+            tracing::warn!(error = %err, "cannot turn core files off");
+        }
+        std::process::abort();
+    }
+}
+
+pub(super) async fn clean_temp_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        if entry.file_type().await?.is_file() {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed temp files left by an earlier run");
+    }
+    Ok(())
+}
