@@ -13,8 +13,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlock::loadgen::{Scenario, ScenarioReport, run_scenario};
+#[path = "../../tests/loadgen/mod.rs"]
+mod loadgen;
+
 use bytes::Bytes;
+use loadgen::{Scenario, ScenarioReport, run_scenario};
 
 /// A real JPEG of at least `target` bytes (noisy pixels compress badly).
 fn jpeg_of_at_least(target: usize) -> Bytes {

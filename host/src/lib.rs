@@ -15,7 +15,6 @@ pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod http;
-pub mod loadgen;
 pub mod metrics;
 pub mod runtime;
 pub mod storage;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use airlock::loadgen::{Scenario, run_scenario};
+use crate::loadgen::{Scenario, run_scenario};
 
 use crate::common::*;
 use crate::harness::redis_url;

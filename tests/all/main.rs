@@ -9,6 +9,10 @@
 mod common;
 mod harness;
 mod inline;
+// Shared with the incident bench, which runs every scenario.
+#[allow(dead_code)]
+#[path = "../loadgen/mod.rs"]
+mod loadgen;
 
 mod budgets;
 mod cache_refusals;

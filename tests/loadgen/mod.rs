@@ -1,4 +1,5 @@
-//! A small closed-loop load generator over real HTTP: N clients upload the
+//! A small closed-loop load generator over real HTTP (a test and bench
+//! tool, not part of the service's library): N clients upload the
 //! same body back to back for a fixed time. Used by the incident benchmark
 //! (`cargo bench --bench incident`) and its shorter integration test.
 
@@ -144,12 +145,12 @@ impl Scenario {
         plugins_dir: &std::path::Path,
         storage: &std::path::Path,
         redis_url: &str,
-    ) -> crate::config::Config {
-        use crate::budget::Budget;
-        use crate::cache::{CachePolicy, Quota};
-        use crate::config::{CacheBackendKind, Config, FailurePolicy, PluginConfig};
-        use crate::runtime::HookKind;
-        use crate::supervisor::Containment;
+    ) -> airlock::config::Config {
+        use airlock::budget::Budget;
+        use airlock::cache::{CachePolicy, Quota};
+        use airlock::config::{CacheBackendKind, Config, FailurePolicy, PluginConfig};
+        use airlock::runtime::HookKind;
+        use airlock::supervisor::Containment;
 
         let entry = |name: &str, hook, order, budget| PluginConfig {
             name: name.into(),
@@ -230,7 +231,7 @@ impl Scenario {
 pub enum ScenarioError {
     /// The service did not start.
     #[error(transparent)]
-    Start(#[from] crate::assemble::StartError),
+    Start(#[from] airlock::assemble::StartError),
     /// Local I/O (temp dir, listener).
     #[error("scenario setup: {0}")]
     Io(#[from] std::io::Error),
@@ -263,8 +264,8 @@ pub async fn run_scenario(
     duration: Duration,
     compiler: &std::path::Path,
 ) -> Result<ScenarioReport, ScenarioError> {
-    use crate::admin::ConfigSource;
-    use crate::app::App;
+    use airlock::admin::ConfigSource;
+    use airlock::app::App;
 
     let storage = tempfile::tempdir()?;
     let mut config = scenario.config(plugins_dir, storage.path(), redis_url);
@@ -273,10 +274,10 @@ pub async fn run_scenario(
     config.runtime.compiler_program = Some(compiler.to_path_buf());
     let app = App::build(&config, ConfigSource::Fixed(Box::new(config.clone()))).await?;
     let admin = std::sync::Arc::clone(&app.admin);
-    let listener = crate::http::bind(config.server.listen).await?;
+    let listener = airlock::http::bind(config.server.listen).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::run(app, listener, async {
+    let server = tokio::spawn(airlock::http::run(app, listener, async {
         let _ = stopped.await;
     }));
 
