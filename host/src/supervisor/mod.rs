@@ -332,7 +332,8 @@ impl Guard {
                 .metrics
                 .plugin_active(&self.shared.plugin, false);
             if let Err(e) = self.shared.store.set(&self.shared.plugin, &record).await {
-                tracing::warn!(plugin = %self.shared.plugin, error = %e, "cannot share quarantine yet; will retry");
+                let e = anyhow::Error::new(e);
+                tracing::warn!(plugin = %self.shared.plugin, error = %format_args!("{e:#}"), "cannot share quarantine yet; will retry");
                 self.lock().unpublished = Some(record);
             }
         }

@@ -65,7 +65,8 @@ impl StateStore {
 
     /// Publishes `record` for `plugin`.
     pub async fn set(&self, plugin: &str, record: &StateRecord) -> Result<(), BackendError> {
-        let json = serde_json::to_vec(record).map_err(|e| BackendError(e.to_string()))?;
+        let json = serde_json::to_vec(record)
+            .map_err(|e| BackendError::failed("encoding a plugin state", e))?;
         let quota = Quota {
             max_keys: u64::MAX,
             max_bytes: u64::MAX,
@@ -93,5 +94,5 @@ impl StateStore {
 async fn within<T>(op: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
     tokio::time::timeout(STATE_TIMEOUT, op)
         .await
-        .map_err(|_| BackendError("no answer in time".into()))?
+        .map_err(|_| BackendError::Unavailable("no answer in time".into()))?
 }

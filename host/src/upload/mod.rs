@@ -194,7 +194,12 @@ impl From<StorageError> for UploadError {
             StorageError::NotFound(_) => UploadError::NotFound,
             StorageError::RangeNotSatisfiable { size } => UploadError::RangeNotSatisfiable { size },
             StorageError::InvalidKey(key) => UploadError::Internal(format!("invalid key {key}")),
-            StorageError::Unavailable(reason) => UploadError::Storage(reason),
+            // The cause is flattened into the message until upload errors
+            // keep a source.
+            StorageError::Unavailable { what, source } => UploadError::Storage(match source {
+                Some(source) => format!("{what}: {:#}", anyhow::Error::from_boxed(source)),
+                None => what,
+            }),
         }
     }
 }

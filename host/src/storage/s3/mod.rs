@@ -18,7 +18,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,7 @@ impl S3Store {
     /// [`BlobStore::ping`] to check it answers.
     pub async fn connect(settings: &S3Settings) -> Result<Self, StorageError> {
         if settings.bucket.is_empty() {
-            return Err(StorageError::Unavailable("s3: no bucket configured".into()));
+            return Err(StorageError::unavailable_bare("s3: no bucket configured"));
         }
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
         let timeouts = TimeoutConfig::builder()
@@ -128,8 +128,8 @@ impl S3Store {
             }
             (None, None) => {}
             _ => {
-                return Err(StorageError::Unavailable(
-                    "s3: access_key_id and secret_access_key must be set together".into(),
+                return Err(StorageError::unavailable_bare(
+                    "s3: access_key_id and secret_access_key must be set together",
                 ));
             }
         }
@@ -178,7 +178,7 @@ impl S3Store {
             .key(object)
             .send()
             .await
-            .map_err(|e| object_error("reading", key, object, &e))?;
+            .map_err(|e| object_error("reading", key, object, e))?;
         Ok(to_u64(head.content_length()))
     }
 }
@@ -198,9 +198,9 @@ impl BlobStore for S3Store {
         let object = self.object_key(key)?;
         let meta = tokio::fs::metadata(path)
             .await
-            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))?;
         if !meta.is_file() {
-            return Err(StorageError::Unavailable(format!(
+            return Err(StorageError::unavailable_bare(format!(
                 "{} is not a regular file",
                 path.display()
             )));
@@ -211,7 +211,7 @@ impl BlobStore for S3Store {
         }
         let body = SdkByteStream::from_path(path)
             .await
-            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -220,7 +220,7 @@ impl BlobStore for S3Store {
             .body(body)
             .send()
             .await
-            .map_err(|e| sdk_error("writing", &object, &e))?;
+            .map_err(|e| sdk_error("writing", &object, e))?;
         Ok(())
     }
 
@@ -239,7 +239,7 @@ impl BlobStore for S3Store {
             .body(SdkByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| sdk_error("writing", &object, &e))?;
+            .map_err(|e| sdk_error("writing", &object, e))?;
         Ok(())
     }
 
@@ -278,7 +278,7 @@ impl BlobStore for S3Store {
                 }
                 return Err(StorageError::RangeNotSatisfiable { size });
             }
-            Err(e) => return Err(object_error("reading", key, &object, &e)),
+            Err(e) => return Err(object_error("reading", key, &object, e)),
         };
         let len = to_u64(output.content_length());
         let total_size = match output.content_range() {
@@ -303,12 +303,12 @@ impl BlobStore for S3Store {
             .key(&object)
             .send()
             .await
-            .map_err(|e| object_error("reading", key, &object, &e))?;
+            .map_err(|e| object_error("reading", key, &object, e))?;
         let body = output
             .body
             .collect()
             .await
-            .map_err(|e| StorageError::Unavailable(format!("s3: reading {object}: {e}")))?;
+            .map_err(|e| StorageError::unavailable(format!("s3: reading {object}"), e))?;
         Ok(body.into_bytes())
     }
 
@@ -325,7 +325,7 @@ impl BlobStore for S3Store {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing key; some servers say 404.
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(sdk_error("deleting", &object, &e)),
+            Err(e) => Err(sdk_error("deleting", &object, e)),
         }
     }
 
@@ -347,7 +347,7 @@ impl BlobStore for S3Store {
                 let mut pages = pages?;
                 let page = match pages.next().await? {
                     Ok(page) => page,
-                    Err(e) => return Some((Err(sdk_error("listing", &object_prefix, &e)), None)),
+                    Err(e) => return Some((Err(sdk_error("listing", &object_prefix, e)), None)),
                 };
                 let listed = page
                     .contents()
@@ -377,7 +377,7 @@ impl BlobStore for S3Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| sdk_error("checking bucket", &self.bucket, &e))?;
+            .map_err(|e| sdk_error("checking bucket", &self.bucket, e))?;
         Ok(())
     }
 }
@@ -421,24 +421,25 @@ fn is_range_error<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
 
 /// The error of a call on an object: missing objects are `NotFound` — but
 /// a missing bucket (also a 404) is not.
-fn object_error<E>(action: &str, key: &str, object: &str, e: &SdkError<E>) -> StorageError
+fn object_error<E>(action: &str, key: &str, object: &str, e: SdkError<E>) -> StorageError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    if code != Some("NoSuchBucket") && is_not_found(e) {
+    if code != Some("NoSuchBucket") && is_not_found(&e) {
         StorageError::NotFound(key.to_string())
     } else {
         sdk_error(action, object, e)
     }
 }
 
-/// Any other SDK error, with its whole chain of causes.
-fn sdk_error<E>(action: &str, what: &str, e: &SdkError<E>) -> StorageError
+/// Any other SDK error, kept whole as the source: its chain of causes says
+/// why.
+fn sdk_error<E>(action: &str, what: &str, e: SdkError<E>) -> StorageError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    StorageError::Unavailable(format!("s3: {action} {what}: {}", DisplayErrorContext(e)))
+    StorageError::unavailable(format!("s3: {action} {what}"), e)
 }
 
 #[cfg(test)]

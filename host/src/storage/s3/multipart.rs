@@ -40,10 +40,10 @@ impl S3Store {
             .content_type(content_type)
             .send()
             .await
-            .map_err(|e| sdk_error("starting multipart upload of", object, &e))?;
+            .map_err(|e| sdk_error("starting multipart upload of", object, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         if upload_id.is_empty() {
-            return Err(StorageError::Unavailable(format!(
+            return Err(StorageError::unavailable_bare(format!(
                 "s3: no upload id for a multipart upload of {object}"
             )));
         }
@@ -64,7 +64,7 @@ impl S3Store {
             .map(|(index, offset, len)| async move {
                 // Parts are numbered from 1; at most 10,000 fit in an i32.
                 let number = i32::try_from(index + 1).map_err(|_| {
-                    StorageError::Unavailable(format!("s3: too many parts for {object}"))
+                    StorageError::unavailable_bare(format!("s3: too many parts for {object}"))
                 })?;
                 let body = SdkByteStream::read_from()
                     .path(path)
@@ -73,7 +73,7 @@ impl S3Store {
                     .build()
                     .await
                     .map_err(|e| {
-                        StorageError::Unavailable(format!("reading {}: {e}", path.display()))
+                        StorageError::unavailable(format!("reading {}", path.display()), e)
                     })?;
                 let part = self
                     .client
@@ -86,7 +86,7 @@ impl S3Store {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| sdk_error("uploading a part of", object, &e))?;
+                    .map_err(|e| sdk_error("uploading a part of", object, e))?;
                 Ok(CompletedPart::builder()
                     .part_number(number)
                     .set_e_tag(part.e_tag().map(str::to_string))
@@ -122,7 +122,7 @@ impl S3Store {
             }
             Err(e) => {
                 guard.abort().await;
-                Err(sdk_error("completing multipart upload of", object, &e))
+                Err(sdk_error("completing multipart upload of", object, e))
             }
         }
     }
