@@ -528,12 +528,12 @@ async fn ready(State(state): State<AppState>) -> Response {
     const PROBE: Duration = Duration::from_secs(2);
     let storage = match tokio::time::timeout(PROBE, state.service.store().ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
         Err(_) => Err("no answer within 2 s".to_string()),
     };
     let cache = match tokio::time::timeout(PROBE, state.cache.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::new(e))),
         Err(_) => Err("no answer within 2 s".to_string()),
     };
     let describe = |kind: &str, r: &Result<(), String>| match r {

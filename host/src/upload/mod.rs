@@ -710,7 +710,7 @@ impl UploadService {
             Ok(bytes) => serde_json::from_slice::<UploadRecord>(&bytes).ok(),
             Err(StorageError::NotFound(_)) => None,
             Err(err) => {
-                tracing::error!(error = %err, "cannot read record after post-store hooks");
+                tracing::error!(error = %format_args!("{:#}", anyhow::Error::new(err)), "cannot read record after post-store hooks");
                 Some(record.clone())
             }
         };
@@ -729,7 +729,7 @@ impl UploadService {
         current.skipped.extend(skipped);
         current.pending.clear();
         if let Err(err) = self.write_record(&current).await {
-            tracing::error!(error = %err, "cannot update record after post-store hooks");
+            tracing::error!(error = %format_args!("{:#}", anyhow::Error::new(err)), "cannot update record after post-store hooks");
         }
         // A delete writes its tombstone before removing the record: if it
         // removed the record before the write above, the tombstone is
@@ -741,7 +741,7 @@ impl UploadService {
             }
             Err(StorageError::NotFound(_)) => {}
             Err(err) => {
-                tracing::error!(error = %err, "cannot check for a delete after post-store hooks")
+                tracing::error!(error = %format_args!("{:#}", anyhow::Error::new(err)), "cannot check for a delete after post-store hooks")
             }
         }
         current
@@ -750,7 +750,7 @@ impl UploadService {
     /// The last writer of a deleted upload removes its tombstone.
     async fn remove_tombstone(&self, id: &str) {
         if let Err(err) = self.store.delete(&keys::tombstone(id)).await {
-            tracing::warn!(id, error = %err, "cannot remove a tombstone");
+            tracing::warn!(id, error = %format_args!("{:#}", anyhow::Error::new(err)), "cannot remove a tombstone");
         }
     }
 
@@ -765,7 +765,7 @@ impl UploadService {
         );
         for key in keys_to_remove {
             if let Err(err) = self.store.delete(&key).await {
-                tracing::error!(key, error = %err, "cannot remove what a racing delete removed");
+                tracing::error!(key, error = %format_args!("{:#}", anyhow::Error::new(err)), "cannot remove what a racing delete removed");
             }
         }
     }
