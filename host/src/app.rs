@@ -184,7 +184,7 @@ async fn reload_on_sighup(admin: Arc<Admin>) {
 async fn sweep_orphans(store: Arc<dyn BlobStore>, metrics: Arc<Metrics>, schedule: SweepSchedule) {
     loop {
         if let Err(err) = crate::upload::sweep(store.as_ref(), schedule.grace, &metrics).await {
-            tracing::warn!(error = %err, "orphan sweep failed");
+            tracing::warn!(error = %crate::text::chain(&err), "orphan sweep failed");
         }
         let Some(every) = schedule.every else { return };
         tokio::time::sleep(every).await;

@@ -491,7 +491,7 @@ async fn put_file_of_a_missing_file_fails(store: &dyn BlobStore, p: &str) {
         .put_file(&key, &dir.path().join("absent"), BINARY)
         .await
     {
-        Err(StorageError::Unavailable(_)) => {}
+        Err(StorageError::Unavailable { .. }) => {}
         other => panic!("expected Unavailable, got {:?}", other.err()),
     }
     assert_not_found(store.get(&key, None).await, "nothing was stored");
@@ -647,7 +647,9 @@ mod local_disk {
         let (_dir, store) = local_store().await;
         std::fs::remove_dir_all(store.root()).expect("remove root");
         match store.ping().await {
-            Err(StorageError::Unavailable(msg)) => assert!(msg.contains("blobs"), "{msg}"),
+            Err(StorageError::Unavailable { what: msg, .. }) => {
+                assert!(msg.contains("blobs"), "{msg}")
+            }
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
@@ -689,7 +691,9 @@ mod s3_specific {
             ..S3Settings::default()
         };
         match S3Store::connect(&settings).await {
-            Err(StorageError::Unavailable(msg)) => assert!(msg.contains("together"), "{msg}"),
+            Err(StorageError::Unavailable { what: msg, .. }) => {
+                assert!(msg.contains("together"), "{msg}")
+            }
             Err(e) => panic!("expected Unavailable, got {e}"),
             Ok(_) => panic!("expected an error"),
         }
@@ -709,11 +713,13 @@ mod s3_specific {
         let store = S3Store::connect(&settings).await.expect("connect");
         let started = Instant::now();
         match store.ping().await {
-            Err(StorageError::Unavailable(msg)) => assert!(msg.contains("s3"), "{msg}"),
+            Err(StorageError::Unavailable { what: msg, .. }) => {
+                assert!(msg.contains("s3"), "{msg}")
+            }
             other => panic!("expected Unavailable, got {:?}", other.err()),
         }
         match store.get("some/key", None).await {
-            Err(StorageError::Unavailable(_)) => {}
+            Err(StorageError::Unavailable { .. }) => {}
             Err(e) => panic!("expected Unavailable, got {e}"),
             Ok(_) => panic!("expected an error"),
         }
@@ -741,7 +747,7 @@ mod s3_specific {
             ),
         ] {
             match result {
-                Err(StorageError::Unavailable(_)) => {}
+                Err(StorageError::Unavailable { .. }) => {}
                 other => panic!("{what}: expected Unavailable, got {other:?}"),
             }
         }

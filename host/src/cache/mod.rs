@@ -86,10 +86,37 @@ pub enum PutOutcome {
     OverQuota,
 }
 
-/// A backend failed or did not answer.
+/// A backend failed or did not answer. The message says what was being
+/// done; an underlying error is the `source`, not part of the message, so
+/// that a report of the whole chain shows it once.
 #[derive(Debug, thiserror::Error)]
-#[error("cache backend unavailable: {0}")]
-pub struct BackendError(pub String);
+pub enum BackendError {
+    /// A call to the backend failed.
+    #[error("cache backend unavailable: {what}")]
+    Failed {
+        /// What failed (`redis: GET`).
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No underlying error says why (the backend did not answer in time).
+    #[error("cache backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl BackendError {
+    /// A call doing `what` failed because of `source`.
+    pub fn failed(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Failed {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}
 
 /// A key-value store that keeps per-namespace usage so quotas can be checked
 /// atomically with the write.
@@ -245,7 +272,7 @@ impl PluginCache {
         match tokio::time::timeout(self.op_timeout.min(within), op).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                tracing::warn!(namespace = %self.namespace, error = %err, "cache backend failed");
+                tracing::warn!(namespace = %self.namespace, error = %crate::text::chain(&err), "cache backend failed");
                 Err(CacheError::Unavailable)
             }
             Err(_) => {
@@ -253,5 +280,32 @@ impl PluginCache {
                 Err(CacheError::Unavailable)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_redis_failure_is_the_source_not_part_of_the_message() {
+        let Err(err) = RedisBackend::connect("not a url", Duration::from_secs(1)).await else {
+            panic!("connected to a malformed URL");
+        };
+        assert_eq!(
+            err.to_string(),
+            "cache backend unavailable: opening not a url"
+        );
+        let Some(cause) = err
+            .source()
+            .and_then(|s| s.downcast_ref::<::redis::RedisError>())
+        else {
+            panic!("no RedisError source: {err:?}");
+        };
+        let cause = cause.to_string();
+        let chain = crate::text::chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 }

@@ -67,7 +67,8 @@ pub struct RedisBackend {
 impl RedisBackend {
     /// Connects to `url` (`redis://host:port/db`), giving up after `timeout`.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url).map_err(|e| BackendError(format!("{url}: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| BackendError::failed(format!("opening {url}"), e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -76,8 +77,10 @@ impl RedisBackend {
         let connection =
             tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
                 .await
-                .map_err(|_| BackendError(format!("{url}: no answer within {timeout:?}")))?
-                .map_err(|e| BackendError(format!("{url}: {e}")))?;
+                .map_err(|_| {
+                    BackendError::Unavailable(format!("{url}: no answer within {timeout:?}"))
+                })?
+                .map_err(|e| BackendError::failed(format!("connecting to {url}"), e))?;
         Ok(Self {
             connection,
             put: Script::new(&format!("{ACCOUNTING}{PUT}")),
@@ -90,8 +93,9 @@ impl RedisBackend {
     }
 }
 
-fn unavailable(err: redis::RedisError) -> BackendError {
-    BackendError(err.to_string())
+/// The error of a Redis call doing `what`.
+fn failed(what: &'static str) -> impl FnOnce(redis::RedisError) -> BackendError {
+    move |err| BackendError::failed(format!("redis: {what}"), err)
 }
 
 #[async_trait]
@@ -102,7 +106,7 @@ impl CacheBackend for RedisBackend {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError> {
         let mut conn = self.connection.clone();
-        let value: Option<Vec<u8>> = conn.get(key).await.map_err(unavailable)?;
+        let value: Option<Vec<u8>> = conn.get(key).await.map_err(failed("GET"))?;
         Ok(value.map(Bytes::from))
     }
 
@@ -134,7 +138,7 @@ impl CacheBackend for RedisBackend {
             .arg(quota.max_bytes)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("put script"))?;
         match outcome {
             0 => Ok(PutOutcome::Present),
             1 => Ok(PutOutcome::Stored),
@@ -152,7 +156,7 @@ impl CacheBackend for RedisBackend {
             .key(sizes)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(failed("delete script"))?;
         Ok(removed > 0)
     }
 
@@ -162,6 +166,6 @@ impl CacheBackend for RedisBackend {
             .query_async::<String>(&mut conn)
             .await
             .map(drop)
-            .map_err(unavailable)
+            .map_err(failed("PING"))
     }
 }

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::AppState;
+use crate::text::chain;
 
 /// The health and metrics routes.
 pub fn router() -> Router<AppState> {
@@ -26,12 +27,12 @@ async fn ready(State(state): State<AppState>) -> Response {
     const PROBE: Duration = Duration::from_secs(2);
     let storage = match tokio::time::timeout(PROBE, state.running.service.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(chain(&e)),
         Err(_) => Err("no answer within 2 s".to_string()),
     };
     let cache = match tokio::time::timeout(PROBE, state.running.cache.ping()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(chain(&e)),
         Err(_) => Err("no answer within 2 s".to_string()),
     };
     let describe = |kind: &str, r: &Result<(), String>| match r {

@@ -42,10 +42,10 @@ impl LocalStore {
     pub async fn open(root: &Path) -> Result<Self, StorageError> {
         let root = root.to_path_buf();
         blocking(move || {
-            fs::create_dir_all(&root).map_err(|e| io_error("creating", &root, &e))?;
+            fs::create_dir_all(&root).map_err(|e| io_error("creating", &root, e))?;
             // Absolute, so that a later change of the working directory
             // cannot move the store.
-            let root = fs::canonicalize(&root).map_err(|e| io_error("resolving", &root, &e))?;
+            let root = fs::canonicalize(&root).map_err(|e| io_error("resolving", &root, e))?;
             Ok(Self { root })
         })
         .await
@@ -109,12 +109,12 @@ impl BlobStore for LocalStore {
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
             Err(e) if is_missing(&e) => return Err(StorageError::NotFound(key.to_string())),
-            Err(e) => return Err(io_error("opening", &path, &e)),
+            Err(e) => return Err(io_error("opening", &path, e)),
         };
         let meta = file
             .metadata()
             .await
-            .map_err(|e| io_error("reading metadata of", &path, &e))?;
+            .map_err(|e| io_error("reading metadata of", &path, e))?;
         if !meta.is_file() {
             return Err(StorageError::NotFound(key.to_string()));
         }
@@ -132,7 +132,7 @@ impl BlobStore for LocalStore {
         if start > 0 {
             file.seek(SeekFrom::Start(start))
                 .await
-                .map_err(|e| io_error("seeking in", &path, &e))?;
+                .map_err(|e| io_error("seeking in", &path, e))?;
         }
         let body: ByteStream = Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK));
         Ok(Object {
@@ -150,7 +150,7 @@ impl BlobStore for LocalStore {
             Err(e) if is_missing(&e) || e.kind() == io::ErrorKind::IsADirectory => {
                 Err(StorageError::NotFound(key.to_string()))
             }
-            Err(e) => Err(io_error("reading", &path, &e)),
+            Err(e) => Err(io_error("reading", &path, e)),
         }
     }
 
@@ -161,7 +161,7 @@ impl BlobStore for LocalStore {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if is_missing(&e) || path.is_dir() => return Ok(()),
-                Err(e) => return Err(io_error("removing", &path, &e)),
+                Err(e) => return Err(io_error("removing", &path, e)),
             }
             if let Some(dir) = path.parent()
                 && let Err(e) = sync_dir(dir)
@@ -181,9 +181,9 @@ impl BlobStore for LocalStore {
     async fn ping(&self) -> Result<(), StorageError> {
         let root = self.root.clone();
         blocking(move || {
-            let meta = fs::metadata(&root).map_err(|e| io_error("checking", &root, &e))?;
+            let meta = fs::metadata(&root).map_err(|e| io_error("checking", &root, e))?;
             if !meta.is_dir() {
-                return Err(StorageError::Unavailable(format!(
+                return Err(StorageError::unavailable_bare(format!(
                     "{} is not a directory",
                     root.display()
                 )));
@@ -192,8 +192,8 @@ impl BlobStore for LocalStore {
             let probe = tempfile::Builder::new()
                 .prefix(".ping-")
                 .tempfile_in(&root)
-                .map_err(|e| io_error("writing to", &root, &e))?;
-            probe.close().map_err(|e| io_error("writing to", &root, &e))
+                .map_err(|e| io_error("writing to", &root, e))?;
+            probe.close().map_err(|e| io_error("writing to", &root, e))
         })
         .await
     }
@@ -203,9 +203,9 @@ impl BlobStore for LocalStore {
 /// temporary file beside `dest` that is renamed into place (then `src` is
 /// removed, as a move would).
 fn move_into_place(root: &Path, src: &Path, dest: &Path) -> Result<(), StorageError> {
-    let meta = fs::metadata(src).map_err(|e| io_error("reading", src, &e))?;
+    let meta = fs::metadata(src).map_err(|e| io_error("reading", src, e))?;
     if !meta.is_file() {
-        return Err(StorageError::Unavailable(format!(
+        return Err(StorageError::unavailable_bare(format!(
             "{} is not a regular file",
             src.display()
         )));
@@ -213,7 +213,7 @@ fn move_into_place(root: &Path, src: &Path, dest: &Path) -> Result<(), StorageEr
     // The data must be on disk before the rename that publishes it is.
     File::open(src)
         .and_then(|f| f.sync_all())
-        .map_err(|e| io_error("syncing", src, &e))?;
+        .map_err(|e| io_error("syncing", src, e))?;
     let mut copied = false;
     with_dir_retry(root, dest, |dir| match fs::rename(src, dest) {
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
@@ -255,19 +255,19 @@ fn with_dir_retry(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        ensure_dir(root, dir).map_err(|e| io_error("creating", dir, &e))?;
+        ensure_dir(root, dir).map_err(|e| io_error("creating", dir, e))?;
         match write(dir) {
             Ok(()) => break,
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {
                 if dir.is_dir() {
                     // The directory is there: what is missing is the source.
-                    return Err(io_error("writing", dest, &e));
+                    return Err(io_error("writing", dest, e));
                 }
             }
-            Err(e) => return Err(io_error("writing", dest, &e)),
+            Err(e) => return Err(io_error("writing", dest, e)),
         }
     }
-    sync_dir(dir).map_err(|e| io_error("syncing", dir, &e))
+    sync_dir(dir).map_err(|e| io_error("syncing", dir, e))
 }
 
 /// Creates `dir` (inside `root`) and its missing parents, fsyncing the parent
@@ -321,7 +321,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| StorageError::Unavailable(format!("local storage task failed: {e}")))?
+        .map_err(|e| StorageError::unavailable("local storage task failed", e))?
 }
 
 /// Whether an error means "there is nothing there".
@@ -333,6 +333,6 @@ fn is_missing(e: &io::Error) -> bool {
 }
 
 /// An I/O error as a storage error naming the action and the path.
-fn io_error(action: &str, path: &Path, e: &io::Error) -> StorageError {
-    StorageError::Unavailable(format!("{action} {}: {e}", path.display()))
+fn io_error(action: &str, path: &Path, e: io::Error) -> StorageError {
+    StorageError::unavailable(format!("{action} {}", path.display()), e)
 }

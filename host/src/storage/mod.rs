@@ -60,9 +60,39 @@ pub enum StorageError {
     /// A key that is not one the host builds.
     #[error("invalid storage key: {0}")]
     InvalidKey(String),
-    /// The backend failed or is unreachable.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    /// The backend failed or is unreachable. The message says what was
+    /// being done; the underlying error, if any, is the `source`, not part
+    /// of the message, so that a report of the whole chain shows it once.
+    #[error("storage unavailable: {what}")]
+    Unavailable {
+        /// What failed (`s3: reading up/KEY`, `creating /var/lib/airlock`).
+        what: String,
+        /// Why, when an underlying error says so.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StorageError {
+    /// The backend failed doing `what` because of `source`.
+    pub fn unavailable(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The backend cannot be used, for a reason no underlying error gives
+    /// (a setting missing, an answer that makes no sense).
+    pub fn unavailable_bare(what: impl Into<String>) -> Self {
+        Self::Unavailable {
+            what: what.into(),
+            source: None,
+        }
+    }
 }
 
 /// Where uploads live. Every write is durable when it returns: a reader on
@@ -126,5 +156,41 @@ pub fn check_key(key: &str) -> Result<(), StorageError> {
         Ok(())
     } else {
         Err(StorageError::InvalidKey(key.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_io_failure_is_the_source_not_part_of_the_message() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("no temporary directory");
+        };
+        let file = dir.path().join("file");
+        if let Err(e) = std::fs::write(&file, b"x") {
+            panic!("writing {}: {e}", file.display());
+        }
+        // Nothing can be created under a regular file.
+        let root = file.join("root");
+        let Err(err) = LocalStore::open(&root).await else {
+            panic!("opened a store under a regular file");
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("storage unavailable: creating {}", root.display())
+        );
+        let Some(cause) = err
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+        else {
+            panic!("no io::Error source: {err:?}");
+        };
+        let cause = cause.to_string();
+        let chain = crate::text::chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 }

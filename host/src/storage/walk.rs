@@ -38,9 +38,10 @@ pub(super) fn list(root: &Path, prefix: &str) -> ListPages<'static> {
             Ok((walk, Ok(page))) => Some((Ok(page), Some(walk))),
             Ok((_, Err(err))) => Some((Err(err), None)),
             Err(err) => Some((
-                Err(StorageError::Unavailable(format!(
-                    "local storage listing task failed: {err}"
-                ))),
+                Err(StorageError::unavailable(
+                    "local storage listing task failed",
+                    err,
+                )),
                 None,
             )),
         }
@@ -92,11 +93,11 @@ impl Walk {
             Ok(listing) => listing,
             // Removed meanwhile (a delete prunes empty directories).
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(listing_error(&dir, &e)),
+            Err(e) => return Err(listing_error(&dir, e)),
         };
         let mut entries = Vec::new();
         for item in listing {
-            let item = item.map_err(|e| listing_error(&dir, &e))?;
+            let item = item.map_err(|e| listing_error(&dir, e))?;
             // Dot-named files are temporaries, never keys.
             let Some(name) = item.file_name().to_str().map(str::to_string) else {
                 continue;
@@ -107,7 +108,7 @@ impl Walk {
             let meta = match item.metadata() {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(listing_error(&item.path(), &e)),
+                Err(e) => return Err(listing_error(&item.path(), e)),
             };
             let key = if prefix.is_empty() {
                 name
@@ -131,6 +132,6 @@ fn sort_key(entry: &Entry) -> impl Iterator<Item = u8> + '_ {
     entry.key.bytes().chain(slash.iter().copied())
 }
 
-fn listing_error(path: &Path, e: &io::Error) -> StorageError {
-    StorageError::Unavailable(format!("listing {}: {e}", path.display()))
+fn listing_error(path: &Path, e: io::Error) -> StorageError {
+    StorageError::unavailable(format!("listing {}", path.display()), e)
 }

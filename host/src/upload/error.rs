@@ -61,8 +61,8 @@ pub enum UploadError {
         size: u64,
     },
     /// 503: storage failed.
-    #[error("storage unavailable")]
-    Storage(#[source] StorageError),
+    #[error(transparent)]
+    Storage(StorageError),
     /// 500: the host failed (local I/O, a bug).
     #[error("internal error: {what}")]
     Internal {

@@ -20,6 +20,7 @@ use super::post_store::PostStoreJob;
 use super::{Admission, PluginSet, SkippedPlugin, UploadError, UploadRecord, UploadService, keys};
 use crate::auth::Client;
 use crate::runtime::{ContentSource, FileContent, HookOutput, UploadInfo, Verdict};
+use crate::text::chain;
 use crate::text::essence;
 
 /// An accepted upload, and a way to wait for its post-store hooks.
@@ -304,7 +305,7 @@ impl Batch<'_> {
         for ingested in self.stored.drain(..) {
             let id = &ingested.record.id;
             if let Err(err) = self.service.delete(&self.client, id).await {
-                tracing::error!(id, error = %err, "cannot roll back a file of a failed request");
+                tracing::error!(id, error = %chain(&err), "cannot roll back a file of a failed request");
             }
         }
     }

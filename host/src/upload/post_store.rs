@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::{DerivedRecord, PluginSet, SkippedPlugin, UploadRecord, UploadService, keys};
 use crate::runtime::{ContentSource, HookKind, HookOutput, UploadInfo};
 use crate::storage::StorageError;
+use crate::text::chain;
 
 pub(super) struct PostStoreJob {
     pub(super) record: UploadRecord,
@@ -159,7 +160,7 @@ impl UploadService {
             Ok(bytes) => serde_json::from_slice::<UploadRecord>(&bytes).ok(),
             Err(StorageError::NotFound(_)) => None,
             Err(err) => {
-                tracing::error!(error = %err, "cannot read record after post-store hooks");
+                tracing::error!(error = %chain(&err), "cannot read record after post-store hooks");
                 Some(record.clone())
             }
         };
@@ -178,7 +179,7 @@ impl UploadService {
         current.skipped.extend(skipped);
         current.pending.clear();
         if let Err(err) = self.write_record(&current).await {
-            tracing::error!(error = %err, "cannot update record after post-store hooks");
+            tracing::error!(error = %chain(&err), "cannot update record after post-store hooks");
         }
         // A delete writes its tombstone before removing the record: if it
         // removed the record before the write above, the tombstone is
@@ -190,7 +191,7 @@ impl UploadService {
             }
             Err(StorageError::NotFound(_)) => {}
             Err(err) => {
-                tracing::error!(error = %err, "cannot check for a delete after post-store hooks")
+                tracing::error!(error = %chain(&err), "cannot check for a delete after post-store hooks")
             }
         }
         current
@@ -199,7 +200,7 @@ impl UploadService {
     /// The last writer of a deleted upload removes its tombstone.
     async fn remove_tombstone(&self, id: &str) {
         if let Err(err) = self.store.delete(&keys::tombstone(id)).await {
-            tracing::warn!(id, error = %err, "cannot remove a tombstone");
+            tracing::warn!(id, error = %chain(&err), "cannot remove a tombstone");
         }
     }
 
@@ -214,7 +215,7 @@ impl UploadService {
         );
         for key in keys_to_remove {
             if let Err(err) = self.store.delete(&key).await {
-                tracing::error!(key, error = %err, "cannot remove what a racing delete removed");
+                tracing::error!(key, error = %chain(&err), "cannot remove what a racing delete removed");
             }
         }
     }

@@ -4,26 +4,24 @@
 //! stops the plugin, not only the one that saw the violations; an operator
 //! re-enables it.
 
+mod state;
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+pub use self::state::{PluginState, StateRecord, StateStore};
 use crate::budget::Limit;
-use crate::cache::{BackendError, CacheBackend, PutMode, Quota};
+use crate::cache::BackendError;
 use crate::metrics::Metrics;
 use crate::runtime::{Invocation, InvokeError};
 
 /// How stale a node's view of the shared plugin state may be.
 const STATE_REFRESH: Duration = Duration::from_millis(250);
-/// How long a state read or write may take before the node keeps its view.
-const STATE_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long a quarantine record is kept if nobody re-enables the plugin.
-const STATE_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 /// Operator-set containment of one plugin (`[plugins.containment]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,29 +47,6 @@ impl Default for Containment {
             window_seconds: 60,
         }
     }
-}
-
-/// Whether a plugin is invoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginState {
-    /// Invoked normally.
-    Active,
-    /// Stopped by its circuit breaker until an operator re-enables it.
-    Quarantined,
-    /// Stopped by an operator.
-    Disabled,
-}
-
-/// The shared record of a plugin that is not active.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateRecord {
-    /// Quarantined or disabled.
-    pub state: PluginState,
-    /// Seconds since the Unix epoch.
-    pub since: u64,
-    /// Why.
-    pub reason: String,
 }
 
 /// Why a plugin was not invoked.
@@ -103,65 +78,6 @@ pub enum Refusal {
         /// Its `max_wait_ms`.
         waited_ms: u64,
     },
-}
-
-/// Plugin states shared through the cache backend, under a namespace no
-/// plugin can name (`<prefix>!control`).
-pub struct StateStore {
-    backend: Arc<dyn CacheBackend>,
-    namespace: String,
-}
-
-impl StateStore {
-    /// States under `prefix` on `backend`.
-    pub fn new(backend: Arc<dyn CacheBackend>, prefix: &str) -> Self {
-        Self {
-            backend,
-            namespace: format!("{prefix}!control"),
-        }
-    }
-
-    fn key(&self, plugin: &str) -> String {
-        format!("{}:{plugin}", self.namespace)
-    }
-
-    /// The shared record of `plugin`; `None` means active.
-    pub async fn get(&self, plugin: &str) -> Result<Option<StateRecord>, BackendError> {
-        let bytes = within(self.backend.get(&self.key(plugin))).await?;
-        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
-    }
-
-    /// Publishes `record` for `plugin`.
-    pub async fn set(&self, plugin: &str, record: &StateRecord) -> Result<(), BackendError> {
-        let json = serde_json::to_vec(record).map_err(|e| BackendError(e.to_string()))?;
-        let quota = Quota {
-            max_keys: u64::MAX,
-            max_bytes: u64::MAX,
-        };
-        within(self.backend.put(
-            &self.namespace,
-            &self.key(plugin),
-            Bytes::from(json),
-            STATE_TTL,
-            PutMode::Overwrite,
-            quota,
-        ))
-        .await
-        .map(drop)
-    }
-
-    /// Makes `plugin` active again.
-    pub async fn clear(&self, plugin: &str) -> Result<(), BackendError> {
-        within(self.backend.delete(&self.namespace, &self.key(plugin)))
-            .await
-            .map(drop)
-    }
-}
-
-async fn within<T>(op: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
-    tokio::time::timeout(STATE_TIMEOUT, op)
-        .await
-        .map_err(|_| BackendError("no answer in time".into()))?
 }
 
 fn now_secs() -> u64 {
@@ -416,7 +332,7 @@ impl Guard {
                 .metrics
                 .plugin_active(&self.shared.plugin, false);
             if let Err(e) = self.shared.store.set(&self.shared.plugin, &record).await {
-                tracing::warn!(plugin = %self.shared.plugin, error = %e, "cannot share quarantine yet; will retry");
+                tracing::warn!(plugin = %self.shared.plugin, error = %crate::text::chain(&e), "cannot share quarantine yet; will retry");
                 self.lock().unpublished = Some(record);
             }
         }

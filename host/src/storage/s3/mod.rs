@@ -4,6 +4,8 @@
 //! file is never held in memory. Every call has a connect and an operation
 //! timeout and a short retry budget: an unreachable S3 fails fast.
 
+mod multipart;
+
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -16,28 +18,18 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, Length};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
+use self::multipart::MIN_PART_SIZE;
 use super::{
     BlobStore, ByteStream, ListPages, Listed, Object, StorageError, check_key, check_prefix,
 };
 
 const MIB: u64 = 1024 * 1024;
-
-/// The smallest part S3 accepts (except for the last part of an upload).
-pub const MIN_PART_SIZE: u64 = 5 * MIB;
-
-/// The most parts one multipart upload may have.
-const MAX_PARTS: u64 = 10_000;
-
-/// Parts of one multipart upload sent at the same time.
-const PART_CONCURRENCY: usize = 4;
 
 /// Read buffer of a streamed object.
 const READ_CHUNK: usize = 64 * 1024;
@@ -109,7 +101,7 @@ impl S3Store {
     /// [`BlobStore::ping`] to check it answers.
     pub async fn connect(settings: &S3Settings) -> Result<Self, StorageError> {
         if settings.bucket.is_empty() {
-            return Err(StorageError::Unavailable("s3: no bucket configured".into()));
+            return Err(StorageError::unavailable_bare("s3: no bucket configured"));
         }
         let timeout = Duration::from_millis(settings.timeout_ms.max(1));
         let timeouts = TimeoutConfig::builder()
@@ -136,8 +128,8 @@ impl S3Store {
             }
             (None, None) => {}
             _ => {
-                return Err(StorageError::Unavailable(
-                    "s3: access_key_id and secret_access_key must be set together".into(),
+                return Err(StorageError::unavailable_bare(
+                    "s3: access_key_id and secret_access_key must be set together",
                 ));
             }
         }
@@ -177,110 +169,6 @@ impl S3Store {
         Ok(format!("{}{key}", self.prefix))
     }
 
-    /// Uploads `path` (of `size` bytes) to `object` in parts, aborting the
-    /// upload on any failure or if the future is dropped.
-    async fn put_multipart(
-        &self,
-        object: &str,
-        path: &Path,
-        size: u64,
-        content_type: &str,
-    ) -> Result<(), StorageError> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(object)
-            .content_type(content_type)
-            .send()
-            .await
-            .map_err(|e| sdk_error("starting multipart upload of", object, &e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
-        if upload_id.is_empty() {
-            return Err(StorageError::Unavailable(format!(
-                "s3: no upload id for a multipart upload of {object}"
-            )));
-        }
-        let mut guard = AbortOnDrop {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: object.to_string(),
-            upload_id: Some(upload_id.clone()),
-        };
-        // Stay within S3's part count whatever the file size.
-        let part_size = self.part_size.max(size.div_ceil(MAX_PARTS));
-        let parts = (0..size.div_ceil(part_size)).map(|index| {
-            let offset = index * part_size;
-            (index, offset, part_size.min(size - offset))
-        });
-        let upload_id_ref = upload_id.as_str();
-        let result: Result<Vec<CompletedPart>, StorageError> = futures::stream::iter(parts)
-            .map(|(index, offset, len)| async move {
-                // Parts are numbered from 1; at most 10,000 fit in an i32.
-                let number = i32::try_from(index + 1).map_err(|_| {
-                    StorageError::Unavailable(format!("s3: too many parts for {object}"))
-                })?;
-                let body = SdkByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(Length::Exact(len))
-                    .build()
-                    .await
-                    .map_err(|e| {
-                        StorageError::Unavailable(format!("reading {}: {e}", path.display()))
-                    })?;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(object)
-                    .upload_id(upload_id_ref)
-                    .part_number(number)
-                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("uploading a part of", object, &e))?;
-                Ok(CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(part.e_tag().map(str::to_string))
-                    .build())
-            })
-            .buffered(PART_CONCURRENCY)
-            .try_collect()
-            .await;
-        let completed = match result {
-            Ok(parts) => parts,
-            Err(e) => {
-                guard.abort().await;
-                return Err(e);
-            }
-        };
-        let done = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(object)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await;
-        match done {
-            Ok(_) => {
-                guard.upload_id = None;
-                Ok(())
-            }
-            Err(e) => {
-                guard.abort().await;
-                Err(sdk_error("completing multipart upload of", object, &e))
-            }
-        }
-    }
-
     /// The size of `object` (a HEAD request).
     async fn size_of(&self, key: &str, object: &str) -> Result<u64, StorageError> {
         let head = self
@@ -290,7 +178,7 @@ impl S3Store {
             .key(object)
             .send()
             .await
-            .map_err(|e| object_error("reading", key, object, &e))?;
+            .map_err(|e| object_error("reading", key, object, e))?;
         Ok(to_u64(head.content_length()))
     }
 }
@@ -310,9 +198,9 @@ impl BlobStore for S3Store {
         let object = self.object_key(key)?;
         let meta = tokio::fs::metadata(path)
             .await
-            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))?;
         if !meta.is_file() {
-            return Err(StorageError::Unavailable(format!(
+            return Err(StorageError::unavailable_bare(format!(
                 "{} is not a regular file",
                 path.display()
             )));
@@ -323,7 +211,7 @@ impl BlobStore for S3Store {
         }
         let body = SdkByteStream::from_path(path)
             .await
-            .map_err(|e| StorageError::Unavailable(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -332,7 +220,7 @@ impl BlobStore for S3Store {
             .body(body)
             .send()
             .await
-            .map_err(|e| sdk_error("writing", &object, &e))?;
+            .map_err(|e| sdk_error("writing", &object, e))?;
         Ok(())
     }
 
@@ -351,7 +239,7 @@ impl BlobStore for S3Store {
             .body(SdkByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| sdk_error("writing", &object, &e))?;
+            .map_err(|e| sdk_error("writing", &object, e))?;
         Ok(())
     }
 
@@ -390,7 +278,7 @@ impl BlobStore for S3Store {
                 }
                 return Err(StorageError::RangeNotSatisfiable { size });
             }
-            Err(e) => return Err(object_error("reading", key, &object, &e)),
+            Err(e) => return Err(object_error("reading", key, &object, e)),
         };
         let len = to_u64(output.content_length());
         let total_size = match output.content_range() {
@@ -415,12 +303,12 @@ impl BlobStore for S3Store {
             .key(&object)
             .send()
             .await
-            .map_err(|e| object_error("reading", key, &object, &e))?;
+            .map_err(|e| object_error("reading", key, &object, e))?;
         let body = output
             .body
             .collect()
             .await
-            .map_err(|e| StorageError::Unavailable(format!("s3: reading {object}: {e}")))?;
+            .map_err(|e| StorageError::unavailable(format!("s3: reading {object}"), e))?;
         Ok(body.into_bytes())
     }
 
@@ -437,7 +325,7 @@ impl BlobStore for S3Store {
             Ok(_) => Ok(()),
             // S3 answers 204 for a missing key; some servers say 404.
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(sdk_error("deleting", &object, &e)),
+            Err(e) => Err(sdk_error("deleting", &object, e)),
         }
     }
 
@@ -459,7 +347,7 @@ impl BlobStore for S3Store {
                 let mut pages = pages?;
                 let page = match pages.next().await? {
                     Ok(page) => page,
-                    Err(e) => return Some((Err(sdk_error("listing", &object_prefix, &e)), None)),
+                    Err(e) => return Some((Err(sdk_error("listing", &object_prefix, e)), None)),
                 };
                 let listed = page
                     .contents()
@@ -489,59 +377,8 @@ impl BlobStore for S3Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| sdk_error("checking bucket", &self.bucket, &e))?;
+            .map_err(|e| sdk_error("checking bucket", &self.bucket, e))?;
         Ok(())
-    }
-}
-
-/// Aborts a multipart upload unless it completed, so that no orphan parts
-/// are left behind, even when the upload future is dropped half way.
-struct AbortOnDrop {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-}
-
-impl AbortOnDrop {
-    /// Aborts the upload now.
-    async fn abort(&mut self) {
-        if let Some(upload_id) = self.upload_id.take() {
-            abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await;
-        }
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        let Some(upload_id) = self.upload_id.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (client, bucket, key) =
-                (self.client.clone(), self.bucket.clone(), self.key.clone());
-            runtime.spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
-        } else {
-            tracing::warn!(key = %self.key, upload_id, "multipart upload left unfinished");
-        }
-    }
-}
-
-async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
-    let aborted = client
-        .abort_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(upload_id)
-        .send()
-        .await;
-    if let Err(e) = aborted {
-        tracing::warn!(
-            key,
-            upload_id,
-            error = %DisplayErrorContext(&e),
-            "aborting a multipart upload failed"
-        );
     }
 }
 
@@ -584,24 +421,25 @@ fn is_range_error<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
 
 /// The error of a call on an object: missing objects are `NotFound` — but
 /// a missing bucket (also a 404) is not.
-fn object_error<E>(action: &str, key: &str, object: &str, e: &SdkError<E>) -> StorageError
+fn object_error<E>(action: &str, key: &str, object: &str, e: SdkError<E>) -> StorageError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    if code != Some("NoSuchBucket") && is_not_found(e) {
+    if code != Some("NoSuchBucket") && is_not_found(&e) {
         StorageError::NotFound(key.to_string())
     } else {
         sdk_error(action, object, e)
     }
 }
 
-/// Any other SDK error, with its whole chain of causes.
-fn sdk_error<E>(action: &str, what: &str, e: &SdkError<E>) -> StorageError
+/// Any other SDK error, kept whole as the source: its chain of causes says
+/// why.
+fn sdk_error<E>(action: &str, what: &str, e: SdkError<E>) -> StorageError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    StorageError::Unavailable(format!("s3: {action} {what}: {}", DisplayErrorContext(e)))
+    StorageError::unavailable(format!("s3: {action} {what}"), e)
 }
 
 #[cfg(test)]
