@@ -7,18 +7,26 @@
 pub fn escape_untrusted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let invisible = matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}'
-        ) || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c);
-        if c.is_control() || invisible {
+        if deceptive(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// A character that hides or reorders text when shown: control characters,
+/// line and paragraph separators, bidirectional overrides (`photo\u{202e}gnp.exe`
+/// shows as `photoexe.png`) and zero-width characters.
+pub fn deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}'
+        )
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), then

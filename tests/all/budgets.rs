@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::budget::{Budget, Limit};
-use airlock::cache::{BackendError, CacheBackend, CachePolicy, PutMode, PutOutcome, Quota};
+use airlock::cache::{BackendError, CacheBackend, CachePolicy, Put, PutOutcome};
 use airlock::runtime::{HookOutput, Invocation, InvokeError, UsageReport};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -208,19 +208,9 @@ impl CacheBackend for Stalled {
         tokio::time::sleep(self.delay).await;
         self.inner.get(key).await
     }
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        mode: PutMode,
-        quota: Quota,
-    ) -> Result<PutOutcome, BackendError> {
+    async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError> {
         tokio::time::sleep(self.delay).await;
-        self.inner
-            .put(namespace, key, value, ttl, mode, quota)
-            .await
+        self.inner.put(put).await
     }
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, BackendError> {
         tokio::time::sleep(self.delay).await;

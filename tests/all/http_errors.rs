@@ -150,3 +150,53 @@ async fn an_unsatisfiable_range_is_bad_range_json_with_content_range() {
     assert_eq!(body["error"]["code"], "bad_range");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_head_over_64_kib_is_refused_with_431() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Backends::Local).await;
+    // Just over the limit (the service answers, JSON), and far over it
+    // (hyper's buffer answers first, a bare 431).
+    for (size, json_body) in [(70 << 10, true), (1 << 20, false)] {
+        let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(size)
+        );
+        // The server may close before it has read it all.
+        let _ = stream.write_all(head.as_bytes()).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(read.is_ok(), "{size}: the connection stayed open");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{size}: {answer:?}");
+        if json_body {
+            assert!(answer.contains("\"header_too_large\""), "{answer:?}");
+        }
+    }
+    // A normal head still works.
+    assert_eq!(server.get("", "/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn file_names_lose_characters_that_disguise_them() {
+    let server = TestServer::start(Backends::Local).await;
+    // `photo<RLO>gnp.exe` shows as `photoexe.png`; with a zero-width space.
+    let response = server
+        .http
+        .post(server.url("/v1/uploads?filename=photo%E2%80%AEgnp%E2%80%8B.exe"))
+        .bearer_auth(ALICE)
+        .header("content-type", "application/octet-stream")
+        .body(b"MZ".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let record = json(response, 201).await;
+    assert_eq!(record["filename"], "photognp.exe", "{record}");
+}

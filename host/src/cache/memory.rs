@@ -9,7 +9,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::{BackendError, CacheBackend, PutMode, PutOutcome, Quota};
+use super::{BackendError, CacheBackend, Put, PutMode, PutOutcome, Quota};
 
 #[derive(Clone)]
 struct Entry {
@@ -122,15 +122,15 @@ impl CacheBackend for MemoryBackend {
         Ok(self.entries.get(key).await.map(|entry| entry.value))
     }
 
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        mode: PutMode,
-        quota: Quota,
-    ) -> Result<PutOutcome, BackendError> {
+    async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError> {
+        let Put {
+            namespace,
+            key,
+            value,
+            ttl,
+            mode,
+            quota,
+        } = put;
         let _guard = self.write_lock.lock().await;
         let key: Arc<str> = key.into();
         let old = self.entries.get(&key).await.map(|e| e.weight(&key));

@@ -118,6 +118,23 @@ impl BackendError {
     }
 }
 
+/// One write to a [`CacheBackend`].
+#[derive(Debug, Clone)]
+pub struct Put<'a> {
+    /// The namespace the key is counted in.
+    pub namespace: &'a str,
+    /// The full key.
+    pub key: &'a str,
+    /// The value.
+    pub value: Bytes,
+    /// How long it lives.
+    pub ttl: Duration,
+    /// Overwrite, or only if absent.
+    pub mode: PutMode,
+    /// The namespace's quota, checked with the write.
+    pub quota: Quota,
+}
+
 /// A key-value store that keeps per-namespace usage so quotas can be checked
 /// atomically with the write.
 ///
@@ -129,17 +146,9 @@ pub trait CacheBackend: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// Reads one full key.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, BackendError>;
-    /// Writes one full key belonging to `namespace`, unless that would take
-    /// the namespace past `quota`.
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        mode: PutMode,
-        quota: Quota,
-    ) -> Result<PutOutcome, BackendError>;
+    /// Writes one full key of a namespace, unless that would take the
+    /// namespace past its quota.
+    async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError>;
     /// Removes one full key of `namespace`; true if it was present.
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool, BackendError>;
     /// Checks the backend answers (for readiness probes).
@@ -243,8 +252,14 @@ impl PluginCache {
         let outcome = self
             .bounded(
                 within,
-                self.backend
-                    .put(&self.namespace, &full, value, ttl, mode, self.policy.quota),
+                self.backend.put(Put {
+                    namespace: &self.namespace,
+                    key: &full,
+                    value,
+                    ttl,
+                    mode,
+                    quota: self.policy.quota,
+                }),
             )
             .await?;
         match outcome {

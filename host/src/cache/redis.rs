@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{BackendError, CacheBackend, PutMode, PutOutcome, Quota};
+use super::{BackendError, CacheBackend, Put, PutMode, PutOutcome};
 
 /// Per-namespace accounting lives beside the keys: a sorted set of keys by
 /// expiry time and a hash of their sizes with a running `#total`. Each write
@@ -110,15 +110,15 @@ impl CacheBackend for RedisBackend {
         Ok(value.map(Bytes::from))
     }
 
-    async fn put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        mode: PutMode,
-        quota: Quota,
-    ) -> Result<PutOutcome, BackendError> {
+    async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError> {
+        let Put {
+            namespace,
+            key,
+            value,
+            ttl,
+            mode,
+            quota,
+        } = put;
         let [index, sizes] = Self::accounting_keys(namespace);
         let mode = match mode {
             PutMode::Overwrite => "set",

@@ -18,13 +18,16 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 pub use self::error::ApiError;
 pub use self::run::{bind, run};
 pub use self::server::{ConnectionLimits, serve};
 use crate::admin::{Admin, Running};
 use crate::app::App;
+
+/// Largest request head (URI and headers) the service takes.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -64,8 +67,28 @@ pub fn router(state: AppState) -> Router {
         })
         // Bodies are streamed and limited per client by the pipeline.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(limit_head))
         .layer(middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431.
+async fn limit_head(request: Request, next: Next) -> Response {
+    let head = request.uri().to_string().len()
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if head > MAX_HEAD_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            format!("the request head is {head} bytes; at most {MAX_HEAD_BYTES} are taken"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn trace_request(request: Request, next: Next) -> Response {

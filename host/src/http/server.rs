@@ -26,6 +26,11 @@ use tower::ServiceExt;
 
 use crate::metrics::Metrics;
 
+/// hyper's read buffer, which bounds a request head from above (hyper
+/// checks it between reads, so a head may reach about twice this before it
+/// answers 431); the exact limit is [`super::MAX_HEAD_BYTES`].
+const MAX_HEAD_BYTES: usize = super::MAX_HEAD_BYTES;
+
 /// Limits on connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -133,6 +138,8 @@ async fn connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // hyper's default is ~400 KiB.
+        .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;

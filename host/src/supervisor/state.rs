@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{BackendError, CacheBackend, PutMode, Quota};
+use crate::cache::{BackendError, CacheBackend, Put, PutMode, Quota};
 
 /// How long a state read or write may take before the node keeps its view.
 const STATE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -71,14 +71,14 @@ impl StateStore {
             max_keys: u64::MAX,
             max_bytes: u64::MAX,
         };
-        within(self.backend.put(
-            &self.namespace,
-            &self.key(plugin),
-            Bytes::from(json),
-            STATE_TTL,
-            PutMode::Overwrite,
+        within(self.backend.put(Put {
+            namespace: &self.namespace,
+            key: &self.key(plugin),
+            value: Bytes::from(json),
+            ttl: STATE_TTL,
+            mode: PutMode::Overwrite,
             quota,
-        ))
+        }))
         .await
         .map(drop)
     }

@@ -1,5 +1,7 @@
 //! Upload ids and file names as clients may give them.
 
+use crate::text::deceptive;
+
 /// Upload ids are 32 lowercase hex characters.
 pub fn valid_id(id: &str) -> bool {
     id.len() == 32
@@ -9,10 +11,10 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// A file name safe to store and echo back: the last path component, no
-/// control characters, at most 255 bytes.
+/// control, bidirectional or zero-width characters, at most 255 bytes.
 pub fn sanitize_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let mut clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    let mut clean: String = last.chars().filter(|c| !deceptive(*c)).collect();
     while clean.len() > 255 {
         clean.pop();
     }
