@@ -10,7 +10,7 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use super::content::ContentSource;
 use super::imports::Answer;
-use super::invoke::{CrashKind, GuestFault, HostFault};
+use super::outcome::{CrashKind, GuestFault, HostFault};
 use crate::bindings::{log, types};
 use crate::budget::{Budget, Limit, OverBudget};
 use crate::cache::{CacheError, PluginCache};

@@ -8,6 +8,7 @@ mod imports;
 mod invoke;
 pub mod jail;
 mod load;
+mod outcome;
 mod output;
 mod prepass;
 mod signature;
@@ -24,10 +25,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use self::content::{ContentSource, FileContent};
 use self::host::HostState;
 pub use self::host::{CacheOps, ContentHandle, Usage};
-pub use self::invoke::{
-    CrashKind, Derived, HookOutput, Invocation, InvokeError, UploadInfo, UsageReport, Verdict,
-};
+pub use self::invoke::UploadInfo;
 pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
+pub use self::outcome::{
+    CrashKind, Derived, HookOutput, Invocation, InvokeError, UsageReport, Verdict,
+};
 pub use self::prepass::ComponentLimits;
 
 /// How often the epoch ticks: the resolution of wall-clock budgets.
