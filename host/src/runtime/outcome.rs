@@ -192,6 +192,18 @@ pub struct UsageReport {
     pub budget: Budget,
 }
 
+impl UsageReport {
+    /// What was used against `limit`; `None` for fuel when it is not
+    /// metered. Time is the whole invocation's, in whole milliseconds.
+    pub fn used(&self, limit: Limit) -> Option<u64> {
+        match limit {
+            Limit::Fuel => self.fuel_used,
+            Limit::Timeout => Some(self.wall_time_ms.round() as u64),
+            counted => self.usage.used(counted),
+        }
+    }
+}
+
 /// The result of one invocation and what it cost.
 #[derive(Debug)]
 pub struct Invocation {
