@@ -169,11 +169,10 @@ fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let info = match runtime(0)?.inspect(&bytes) {
         Ok(info) => info,
         Err(e) => {
+            // With its causes, if it has any (a jail that could not run).
+            let e = format!("{:#}", anyhow::Error::new(e));
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": false, "error": e.to_string() })
-                );
+                println!("{}", serde_json::json!({ "ok": false, "error": e }));
             } else {
                 eprintln!("refused: {}: {e}", path.display());
             }

@@ -245,10 +245,10 @@ impl types::HostContent for HostState {
         let left = self.time_left()?;
         match tokio::time::timeout(left, source.read_at(offset, len)).await {
             Ok(Ok(bytes)) => Ok(Bytes::into(bytes)),
-            Ok(Err(err)) => Err(HostFault(format!("reading content: {err}")).into()),
+            Ok(Err(err)) => Err(HostFault::caused_by("reading content", err).into()),
             Err(_) => {
                 self.time_left()?;
-                Err(HostFault("reading content timed out".into()).into())
+                Err(HostFault::new("reading content timed out").into())
             }
         }
     }

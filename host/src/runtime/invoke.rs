@@ -166,7 +166,7 @@ impl Plugin {
             .data_mut()
             .table
             .push(ContentHandle { source: content })
-            .map_err(|e| HostFault(format!("content handle: {e}")))?;
+            .map_err(|e| HostFault::caused_by("content handle", e))?;
         let instance = self.pre.instantiate_async(&mut *store).await.map_err(|e| {
             // The limiter's stops and whatever happened while its start
             // functions ran (traps, bad host calls: the error carries a wasm
@@ -179,7 +179,7 @@ impl Plugin {
             if guest {
                 e
             } else {
-                HostFault(format!("cannot instantiate: {e:#}")).into()
+                HostFault::caused_by("cannot instantiate", e).into()
             }
         })?;
         Ok(match self.info.world {
@@ -282,10 +282,10 @@ impl Plugin {
                 detail: fault.detail.clone(),
             };
         }
-        if let Some(HostFault(reason)) = trap.downcast_ref::<HostFault>() {
+        if let Some(fault) = trap.downcast_ref::<HostFault>() {
             return InvokeError::Host {
                 plugin,
-                reason: reason.clone(),
+                reason: fault.reason(),
             };
         }
         let crash = match trap.downcast_ref::<Trap>() {

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::RuntimeConfig;
 use super::load::LoadError;
 use super::prepass::ComponentLimits;
+use super::{BoxError, RuntimeConfig};
 
 /// The hidden subcommand that runs the child side.
 pub const SUBCOMMAND: &str = "__compile";
@@ -77,17 +77,16 @@ impl JailSpec {
 /// Compiles `bytes` in a jailed child process and returns the serialized
 /// artifact.
 pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
-    let jail_err = |what: &str, e: std::io::Error| LoadError::Jail(format!("{what}: {e}"));
     let program = match &config.compiler_program {
         Some(path) => path.clone(),
         // The running image itself, even if its file was replaced by an
         // upgrade since: the jail must compile for this very engine.
         None if Path::new(SELF_EXE).exists() => PathBuf::from(SELF_EXE),
         None => std::env::current_exe()
-            .map_err(|e| jail_err("cannot find the airlock executable", e))?,
+            .map_err(|e| failed("cannot find the airlock executable", Some(e.into())))?,
     };
     let spec = serde_json::to_string(&JailSpec::from_config(config))
-        .map_err(|e| LoadError::Jail(format!("cannot encode the jail spec: {e}")))?;
+        .map_err(|e| failed("cannot encode the jail spec", Some(e.into())))?;
     let mut child = Command::new(&program)
         .arg(SUBCOMMAND)
         .arg(spec)
@@ -96,7 +95,12 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| jail_err(&format!("cannot start {}", program.display()), e))?;
+        .map_err(|e| {
+            failed(
+                format!("cannot start {}", program.display()),
+                Some(e.into()),
+            )
+        })?;
 
     // Feed and drain the child on threads so that a child that stops reading
     // or writing can never block the parent past the timeout.
@@ -104,7 +108,7 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         drop(child.kill());
-        return Err(LoadError::Jail("the compiler's pipes are missing".into()));
+        return Err(failed("the compiler's pipes are missing", None));
     };
     let input = bytes.to_vec();
     // A child that exits early closes the pipe; its exit status says why.
@@ -134,8 +138,8 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     };
     let status = child
         .wait()
-        .map_err(|e| jail_err("waiting for the compiler", e))?;
-    let out = read.map_err(|e| jail_err("reading the compiler's output", e))?;
+        .map_err(|e| failed("waiting for the compiler", Some(e.into())))?;
+    let out = read.map_err(|e| failed("reading the compiler's output", Some(e.into())))?;
     let err = errors.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&err);
     if status.success() {
@@ -143,9 +147,11 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     }
     if status.code() == Some(EXIT_REFUSED) {
         let refusal: Refusal = serde_json::from_slice(&out).map_err(|e| {
-            LoadError::Jail(format!(
-                "unreadable answer from the compiler ({e}): {stderr}"
-            ))
+            let what = match stderr.trim() {
+                "" => "unreadable answer from the compiler".to_string(),
+                said => format!("unreadable answer from the compiler (its stderr: {said})"),
+            };
+            failed(what, Some(e.into()))
         })?;
         return Err(match refusal {
             Refusal::Malformed { message } => LoadError::Malformed(message),
@@ -171,8 +177,19 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         // faults.
         Some(6) | Some(7) | Some(11) => memory_limit(config),
         _ if stderr.contains("memory allocation") => memory_limit(config),
-        _ => LoadError::Jail(format!("the compiler failed ({status}): {}", stderr.trim())),
+        _ => failed(
+            format!("the compiler failed ({status}): {}", stderr.trim()),
+            None,
+        ),
     })
+}
+
+/// The jail could not do `what`, because of `source` when there is one.
+fn failed(what: impl Into<String>, source: Option<BoxError>) -> LoadError {
+    LoadError::Jail {
+        what: what.into(),
+        source,
+    }
 }
 
 fn memory_limit(config: &RuntimeConfig) -> LoadError {

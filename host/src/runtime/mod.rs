@@ -108,10 +108,33 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// The error behind another: wasmtime's and anyhow's errors, boxed so that
+/// their chain of causes stays reachable through `source()`.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Building the runtime failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the plugin runtime: {0}")]
-pub struct RuntimeError(String);
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot start the plugin runtime: cannot build the engine")]
+    Engine(#[source] BoxError),
+    /// The `airlock:plugin` imports could not be added to the linker.
+    #[error("cannot start the plugin runtime: cannot link the airlock:plugin imports")]
+    Imports(#[source] BoxError),
+    /// The compiled-component cache directory could not be created.
+    #[error("cannot start the plugin runtime: cannot create {}", path.display())]
+    CompiledCacheDir {
+        /// `compiled_cache_dir`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reference for the hooks' signatures could not be built from the
+    /// WIT the host was built with.
+    #[error("cannot start the plugin runtime: cannot build the hooks' signatures from the WIT")]
+    HookSignatures(#[source] BoxError),
+}
 
 /// Shared by every plugin: compile once, instantiate per invocation.
 pub struct PluginRuntime {
@@ -129,16 +152,19 @@ impl PluginRuntime {
     /// Builds the engine (pooling allocator, fuel, epochs) and the linker
     /// that provides exactly the `airlock:plugin` imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
         let instances = config.max_instances.max(1);
-        let engine = Engine::new(&engine_config(&config, true)).map_err(err)?;
+        let engine = Engine::new(&engine_config(&config, true))
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
-        imports::add_to_linker(&mut linker).map_err(err)?;
+        imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Imports(e.into()))?;
         if let Some(dir) = &config.compiled_cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RuntimeError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CompiledCacheDir {
+                path: dir.clone(),
+                source,
+            })?;
         }
-        let signatures = signature::HookSignatures::new(&engine).map_err(RuntimeError)?;
+        let signatures =
+            signature::HookSignatures::new(&engine).map_err(RuntimeError::HookSignatures)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,

@@ -7,6 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::BoxError;
 use super::host::Usage;
 use crate::budget::{Budget, Limit};
 
@@ -112,8 +113,40 @@ impl GuestFault {
 /// A failure of the host's own during an invocation (content I/O, an
 /// instance that cannot be allocated): never counted against the plugin.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct HostFault(pub(super) String);
+#[error("{what}")]
+pub(super) struct HostFault {
+    what: &'static str,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl HostFault {
+    /// A fault with no error behind it.
+    pub(super) fn new(what: &'static str) -> Self {
+        Self { what, source: None }
+    }
+
+    /// `what` failed because of `source`.
+    pub(super) fn caused_by(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            what,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The fault and its causes on one line, for [`InvokeError::Host`]
+    /// (which is cloned and serialized, so it keeps text, not the errors).
+    pub(super) fn reason(&self) -> String {
+        let mut reason = self.what.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(err) = cause {
+            reason.push_str(": ");
+            reason.push_str(&err.to_string());
+            cause = err.source();
+        }
+        reason
+    }
+}
 
 /// Why an invocation produced no usable result.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
