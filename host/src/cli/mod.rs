@@ -51,13 +51,24 @@ pub fn init_tracing(format: LogFormat, verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // An unset `RUST_LOG` means the default; one that does not parse is
+    // reported once logging is up, not silently replaced.
+    let (filter, bad_env) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(e) => (
+            EnvFilter::new(default),
+            std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| e),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, "ignoring RUST_LOG, which is not a valid filter; logging at {default}");
     }
 }
 

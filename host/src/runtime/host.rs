@@ -192,8 +192,11 @@ impl HostState {
         match self.deadline.checked_duration_since(now) {
             Some(left) if !left.is_zero() => Ok(left),
             _ => {
-                let elapsed = self.budget.timeout_ms
-                    + u64::try_from(now.duration_since(self.deadline).as_millis()).unwrap_or(0);
+                let late = now.duration_since(self.deadline).as_millis();
+                let elapsed = self
+                    .budget
+                    .timeout_ms
+                    .saturating_add(u64::try_from(late).unwrap_or(u64::MAX));
                 Err(self.stop(Limit::Timeout, elapsed))
             }
         }

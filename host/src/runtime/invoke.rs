@@ -49,20 +49,14 @@ impl Plugin {
         // store (and its pooled instance) is dropped.
         let _slot = match tokio::time::timeout(timeout, self.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
-            _ => {
-                return Invocation {
-                    outcome: Err(InvokeError::Host {
-                        plugin: self.name.to_string(),
-                        reason: "no free instance slot within its timeout (runtime.max_instances)"
-                            .into(),
-                    }),
-                    report: UsageReport {
-                        fuel_used: None,
-                        usage: Usage::default(),
-                        wall_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-                        budget: self.budget,
-                    },
-                };
+            Ok(Err(tokio::sync::AcquireError { .. })) => {
+                return self.not_run("the instance pool is closed", started);
+            }
+            Err(_elapsed) => {
+                return self.not_run(
+                    "no free instance slot within its timeout (runtime.max_instances)",
+                    started,
+                );
             }
         };
         let size = content.size();
@@ -91,9 +85,14 @@ impl Plugin {
             });
             Ok(())
         });
-        if self.fuel_metering {
-            // Cannot fail on an engine that meters fuel.
-            let _ = store.set_fuel(self.budget.fuel);
+        // Fails only on an engine that does not meter fuel, which the
+        // runtime that loaded this plugin would have said; never run a
+        // plugin without its fuel limit.
+        if self.fuel_metering
+            && let Err(e) = store.set_fuel(self.budget.fuel)
+        {
+            let fault = HostFault::caused_by("cannot set the fuel budget", e);
+            return self.not_run(&fault.reason(), started);
         }
         // Every epoch tick, running wasm yields to the executor (so a busy
         // plugin never holds a runtime thread for more than a tick) and is
@@ -128,6 +127,8 @@ impl Plugin {
             })),
         };
 
+        // `get_fuel` fails only where fuel is not metered, which
+        // `fuel_metering` rules out (and `set_fuel` above checked).
         let fuel_used = self.fuel_metering.then(|| {
             self.budget
                 .fuel
@@ -151,6 +152,22 @@ impl Plugin {
             budget: self.budget,
         };
         Invocation { outcome, report }
+    }
+
+    /// An invocation that could not start, for a reason of the host's own.
+    fn not_run(&self, reason: &str, started: Instant) -> Invocation {
+        Invocation {
+            outcome: Err(InvokeError::Host {
+                plugin: self.name.to_string(),
+                reason: reason.to_string(),
+            }),
+            report: UsageReport {
+                fuel_used: None,
+                usage: Usage::default(),
+                wall_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+                budget: self.budget,
+            },
+        }
     }
 
     /// Instantiates and calls the hook, then reads its result under the

@@ -107,7 +107,11 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
+        // All three were asked for, so this does not happen; if it did, a
+        // child that already exited cannot be killed, and either way there
+        // is nothing more to do with it.
         drop(child.kill());
+        drop(child.wait());
         return Err(failed("the compiler's pipes are missing", None));
     };
     let input = bytes.to_vec();
@@ -115,6 +119,8 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     std::thread::spawn(move || drop(stdin.write_all(&input)));
     let errors = std::thread::spawn(move || {
         let mut err = Vec::new();
+        // Only for the error message: what was read before a read error is
+        // still kept, and the exit status says what happened.
         drop(stderr.take(MAX_STDERR).read_to_end(&mut err));
         err
     });
@@ -127,19 +133,30 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         drop(tx.send(read.map(|_| out)));
     });
     let timeout = Duration::from_millis(config.compile_timeout_ms);
-    let Ok(read) = rx.recv_timeout(timeout) else {
-        // Killing an already-exited child fails harmlessly.
-        drop(child.kill());
-        drop(child.wait());
-        return Err(LoadError::Compile {
-            limit: "compile_timeout_ms",
-            allowed: config.compile_timeout_ms,
-        });
+    let read = match rx.recv_timeout(timeout) {
+        Ok(read) => read,
+        Err(stopped) => {
+            // Killing an already-exited child fails harmlessly; reaping it
+            // can fail only if it was already reaped.
+            drop(child.kill());
+            drop(child.wait());
+            return Err(match stopped {
+                mpsc::RecvTimeoutError::Timeout => LoadError::Compile {
+                    limit: "compile_timeout_ms",
+                    allowed: config.compile_timeout_ms,
+                },
+                mpsc::RecvTimeoutError::Disconnected => {
+                    failed("the thread reading the compiler's output stopped", None)
+                }
+            });
+        }
     };
     let status = child
         .wait()
         .map_err(|e| failed("waiting for the compiler", Some(e.into())))?;
     let out = read.map_err(|e| failed("reading the compiler's output", Some(e.into())))?;
+    // The stderr reader only reads; should it have panicked, the message
+    // goes without the child's stderr, and the status still decides.
     let err = errors.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&err);
     if status.success() {
@@ -239,9 +256,15 @@ pub fn child_main(spec: &str) -> ExitCode {
         }
         Err(refusal) => refusal,
     };
-    match serde_json::to_vec(&answer).map(|json| std::io::stdout().lock().write_all(&json)) {
-        Ok(Ok(())) => ExitCode::from(EXIT_REFUSED as u8),
-        _ => ExitCode::FAILURE,
+    let written = serde_json::to_vec(&answer)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::io::stdout().lock().write_all(&json));
+    match written {
+        Ok(()) => ExitCode::from(EXIT_REFUSED as u8),
+        Err(e) => {
+            eprintln!("airlock {SUBCOMMAND}: cannot write the refusal: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

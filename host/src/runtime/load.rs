@@ -407,7 +407,8 @@ fn pool_refusal(err: wasmtime::Error) -> LoadError {
         };
     };
     // "… N …, which exceeds the … limit/maximum of M …": the last two numbers.
-    // (Byte counts are printed in hex; details follow a ';'.)
+    // (Byte counts are printed in hex; details follow a ';'.) Words that do
+    // not parse as numbers are skipped.
     let sentence = text.split(';').next().unwrap_or_default();
     let numbers: Vec<u64> = sentence
         .split(|c: char| !c.is_ascii_alphanumeric())

@@ -134,6 +134,10 @@ pub enum RuntimeError {
     /// WIT the host was built with.
     #[error("cannot start the plugin runtime: cannot build the hooks' signatures from the WIT")]
     HookSignatures(#[source] BoxError),
+    /// The thread that drives the epoch could not be started: without it no
+    /// wall-clock limit would ever fire.
+    #[error("cannot start the plugin runtime: cannot start the epoch ticker thread")]
+    EpochTicker(#[source] std::io::Error),
 }
 
 /// Shared by every plugin: compile once, instantiate per invocation.
@@ -165,7 +169,7 @@ impl PluginRuntime {
         }
         let signatures =
             signature::HookSignatures::new(&engine).map_err(RuntimeError::HookSignatures)?;
-        let ticker = EpochTicker::start(&engine);
+        let ticker = EpochTicker::start(&engine).map_err(RuntimeError::EpochTicker)?;
         Ok(Self {
             engine,
             linker,
@@ -226,7 +230,9 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: &Engine) -> Self {
+    /// Starts the thread; failing to is an error, never a runtime whose
+    /// wall-clock limits are silently off.
+    fn start(engine: &Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = Arc::clone(&stop);
@@ -240,17 +246,23 @@ impl EpochTicker {
                         None => break,
                     }
                 }
-            })
-            .ok();
-        Self { stop, thread }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            // Its loop does not panic; if it ever did, deadlines stopped
+            // firing before this point, which must not go unnoticed.
+            tracing::error!("the epoch ticker thread panicked");
         }
     }
 }
