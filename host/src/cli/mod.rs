@@ -43,8 +43,9 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
 }
 
-/// Sets up `tracing` on stderr.
+/// Sets up `tracing` on stderr, in colour only when stderr is a terminal.
 pub fn init_tracing(format: LogFormat, verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "info",
@@ -60,8 +61,13 @@ pub fn init_tracing(format: LogFormat, verbose: u8) {
             std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| e),
         ),
     };
+    // Colours are for a person at a terminal: not for a pipe or a file, and
+    // not under NO_COLOR (which `with_ansi` would otherwise override).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
