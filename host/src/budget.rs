@@ -102,21 +102,15 @@ impl Limit {
         Limit::DerivedArtifacts,
     ];
 
-    /// The budget key that sets this limit, as written in config files.
+    /// The budget key that sets this limit, as written in config files (and,
+    /// with `-` for `_`, the `airlock plugin run` flag).
     pub fn key(self) -> &'static str {
-        match self {
-            Limit::Fuel => "fuel",
-            Limit::Timeout => "timeout_ms",
-            Limit::Memory => "memory_bytes",
-            Limit::CacheCalls => "cache_calls",
-            Limit::CacheWriteBytes => "cache_write_bytes",
-            Limit::ReadBytes => "read_bytes",
-            Limit::OutputBytes => "output_bytes",
-            Limit::LogLines => "log_lines",
-            Limit::TableElements => "table_elements",
-            Limit::MetadataEntries => "metadata_entries",
-            Limit::DerivedArtifacts => "derived_artifacts",
-        }
+        self.spec().key
+    }
+
+    /// What the limit bounds, in a few words (the flag's help).
+    pub fn description(self) -> &'static str {
+        self.spec().description
     }
 
     /// The allowance for this limit in `budget`.
@@ -126,20 +120,51 @@ impl Limit {
 
     /// The field of `budget` that holds this limit's allowance.
     pub fn allowance(self, budget: &mut Budget) -> &mut u64 {
-        match self {
-            Limit::Fuel => &mut budget.fuel,
-            Limit::Timeout => &mut budget.timeout_ms,
-            Limit::Memory => &mut budget.memory_bytes,
-            Limit::CacheCalls => &mut budget.cache_calls,
-            Limit::CacheWriteBytes => &mut budget.cache_write_bytes,
-            Limit::ReadBytes => &mut budget.read_bytes,
-            Limit::OutputBytes => &mut budget.output_bytes,
-            Limit::LogLines => &mut budget.log_lines,
-            Limit::TableElements => &mut budget.table_elements,
-            Limit::MetadataEntries => &mut budget.metadata_entries,
-            Limit::DerivedArtifacts => &mut budget.derived_artifacts,
+        (self.spec().field)(budget)
+    }
+
+    /// Everything about one limit, in the one table that maps them.
+    fn spec(self) -> LimitSpec {
+        let (key, description, field): (_, _, fn(&mut Budget) -> &mut u64) = match self {
+            Limit::Fuel => ("fuel", "Fuel", |b| &mut b.fuel),
+            Limit::Timeout => ("timeout_ms", "Wall-clock limit in milliseconds", |b| {
+                &mut b.timeout_ms
+            }),
+            Limit::Memory => ("memory_bytes", "Linear memory limit in bytes", |b| {
+                &mut b.memory_bytes
+            }),
+            Limit::CacheCalls => ("cache_calls", "Cache operations (one per key)", |b| {
+                &mut b.cache_calls
+            }),
+            Limit::CacheWriteBytes => ("cache_write_bytes", "Cache bytes written", |b| {
+                &mut b.cache_write_bytes
+            }),
+            Limit::ReadBytes => ("read_bytes", "Content bytes read", |b| &mut b.read_bytes),
+            Limit::OutputBytes => ("output_bytes", "Bytes returned", |b| &mut b.output_bytes),
+            Limit::LogLines => ("log_lines", "Log lines", |b| &mut b.log_lines),
+            Limit::TableElements => ("table_elements", "Table elements, over all tables", |b| {
+                &mut b.table_elements
+            }),
+            Limit::MetadataEntries => ("metadata_entries", "Metadata entries returned", |b| {
+                &mut b.metadata_entries
+            }),
+            Limit::DerivedArtifacts => ("derived_artifacts", "Derived artifacts returned", |b| {
+                &mut b.derived_artifacts
+            }),
+        };
+        LimitSpec {
+            key,
+            description,
+            field,
         }
     }
+}
+
+/// A row of [`Limit::spec`].
+struct LimitSpec {
+    key: &'static str,
+    description: &'static str,
+    field: fn(&mut Budget) -> &mut u64,
 }
 
 impl fmt::Display for Limit {

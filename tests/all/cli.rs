@@ -133,3 +133,27 @@ fn serve_with_a_bad_config_fails_at_start_naming_the_key() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("loopback"), "{text}");
 }
+
+#[test]
+fn logs_written_to_a_pipe_have_no_colour_codes() {
+    // As `airlock` runs it (stderr piped), minus a NO_COLOR that would hide
+    // the difference. The panic plugin logs an error line before it traps.
+    let out = std::process::Command::new(compiler())
+        .args([
+            "plugin",
+            "run",
+            &path(plugin_path("panic")),
+            &path(fixture("picture.png")),
+        ])
+        .env("RUST_LOG", "error")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run airlock");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{logs}");
+    assert!(logs.contains("ERROR"), "no log line was written: {logs}");
+    assert!(
+        !logs.contains("\x1b["),
+        "colour codes in piped logs: {logs:?}"
+    );
+}

@@ -43,21 +43,38 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
 }
 
-/// Sets up `tracing` on stderr.
+/// Sets up `tracing` on stderr, in colour only when stderr is a terminal.
 pub fn init_tracing(format: LogFormat, verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // An unset `RUST_LOG` means the default; one that does not parse is
+    // reported once logging is up, not silently replaced.
+    let (filter, bad_env) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(e) => (
+            EnvFilter::new(default),
+            std::env::var_os(EnvFilter::DEFAULT_ENV).map(|_| e),
+        ),
+    };
+    // Colours are for a person at a terminal: not for a pipe or a file, and
+    // not under NO_COLOR (which `with_ansi` would otherwise override).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(e) = bad_env {
+        tracing::warn!(error = %e, "ignoring RUST_LOG, which is not a valid filter; logging at {default}");
     }
 }
 

@@ -69,64 +69,70 @@ pub struct RunArgs {
     limits: LimitFlags,
 }
 
-/// Budget overrides, one flag per limit.
-#[derive(Args)]
-struct LimitFlags {
-    /// Fuel.
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Wall-clock limit in milliseconds.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Linear memory limit in bytes.
-    #[arg(long)]
-    memory_bytes: Option<u64>,
-    /// Cache operations (one per key).
-    #[arg(long)]
-    cache_calls: Option<u64>,
-    /// Cache bytes written.
-    #[arg(long)]
-    cache_write_bytes: Option<u64>,
-    /// Content bytes read.
-    #[arg(long)]
-    read_bytes: Option<u64>,
-    /// Bytes returned.
-    #[arg(long)]
-    output_bytes: Option<u64>,
-    /// Log lines.
-    #[arg(long)]
-    log_lines: Option<u64>,
-    /// Table elements, over all tables.
-    #[arg(long)]
-    table_elements: Option<u64>,
-    /// Metadata entries returned.
-    #[arg(long)]
-    metadata_entries: Option<u64>,
-    /// Derived artifacts returned.
-    #[arg(long)]
-    derived_artifacts: Option<u64>,
-}
+/// Budget overrides: one `--<key>` flag per limit (`--cache-calls` for
+/// `cache_calls`), made from [`Limit::ALL`].
+struct LimitFlags(Vec<(Limit, u64)>);
 
 impl LimitFlags {
     fn apply(&self, budget: &mut Budget) {
-        let pairs = [
-            (self.fuel, &mut budget.fuel),
-            (self.timeout_ms, &mut budget.timeout_ms),
-            (self.memory_bytes, &mut budget.memory_bytes),
-            (self.cache_calls, &mut budget.cache_calls),
-            (self.cache_write_bytes, &mut budget.cache_write_bytes),
-            (self.read_bytes, &mut budget.read_bytes),
-            (self.output_bytes, &mut budget.output_bytes),
-            (self.log_lines, &mut budget.log_lines),
-            (self.table_elements, &mut budget.table_elements),
-            (self.metadata_entries, &mut budget.metadata_entries),
-            (self.derived_artifacts, &mut budget.derived_artifacts),
-        ];
-        for (flag, slot) in pairs {
-            if let Some(value) = flag {
-                *slot = value;
+        for &(limit, value) in &self.0 {
+            *limit.allowance(budget) = value;
+        }
+    }
+
+    /// The flag of each limit and its value name (`timeout-ms`,
+    /// `TIMEOUT_MS`), in the order of [`Limit::ALL`]. clap keeps names as
+    /// `&'static str`; these are made once per process.
+    fn names() -> &'static [(String, String)] {
+        static NAMES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| {
+            Limit::ALL
+                .iter()
+                .map(|limit| {
+                    let key = limit.key();
+                    (key.replace('_', "-"), key.to_ascii_uppercase())
+                })
+                .collect()
+        })
+    }
+}
+
+impl clap::FromArgMatches for LimitFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Self(Vec::new());
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for limit in Limit::ALL {
+            if let Some(&value) = matches.get_one::<u64>(limit.key()) {
+                self.0.retain(|(set, _)| *set != limit);
+                self.0.push((limit, value));
             }
         }
+        Ok(())
+    }
+}
+
+impl Args for LimitFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Limit::ALL
+            .iter()
+            .zip(Self::names())
+            .fold(cmd, |cmd, (limit, (flag, value_name))| {
+                cmd.arg(
+                    clap::Arg::new(limit.key())
+                        .long(flag.as_str())
+                        .value_name(value_name.as_str())
+                        .value_parser(clap::value_parser!(u64))
+                        .help(limit.description()),
+                )
+            })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -163,11 +169,10 @@ fn check(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let info = match runtime(0)?.inspect(&bytes) {
         Ok(info) => info,
         Err(e) => {
+            // With its causes, if it has any (a jail that could not run).
+            let e = format!("{:#}", anyhow::Error::new(e));
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": false, "error": e.to_string() })
-                );
+                println!("{}", serde_json::json!({ "ok": false, "error": e }));
             } else {
                 eprintln!("refused: {}: {e}", path.display());
             }
@@ -402,19 +407,7 @@ fn print_report(
         .and_then(InvokeError::limit);
     println!("budget:");
     for limit in Limit::ALL {
-        let used = match limit {
-            Limit::Fuel => report.fuel_used,
-            Limit::Timeout => Some(report.wall_time_ms.round() as u64),
-            Limit::Memory => Some(report.usage.peak_memory_bytes),
-            Limit::CacheCalls => Some(report.usage.cache_calls),
-            Limit::CacheWriteBytes => Some(report.usage.cache_write_bytes),
-            Limit::ReadBytes => Some(report.usage.read_bytes),
-            Limit::OutputBytes => Some(report.usage.output_bytes),
-            Limit::LogLines => Some(report.usage.log_lines),
-            Limit::TableElements => Some(report.usage.table_elements),
-            Limit::MetadataEntries => Some(report.usage.metadata_entries),
-            Limit::DerivedArtifacts => Some(report.usage.derived_artifacts),
-        };
+        let used = report.used(limit);
         let used = used.map_or_else(|| "off".to_string(), |u| u.to_string());
         let mark = if hit == Some(limit) {
             "  <-- exceeded"

@@ -10,7 +10,7 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use super::content::ContentSource;
 use super::imports::Answer;
-use super::invoke::{CrashKind, GuestFault, HostFault};
+use super::outcome::{CrashKind, GuestFault, HostFault};
 use crate::bindings::{log, types};
 use crate::budget::{Budget, Limit, OverBudget};
 use crate::cache::{CacheError, PluginCache};
@@ -60,6 +60,32 @@ pub struct Usage {
     pub metadata_entries: u64,
     /// Derived artifacts returned.
     pub derived_artifacts: u64,
+}
+
+impl Usage {
+    /// The counter of what was used against `limit`: a running total, or
+    /// for memory and tables the peak held at once. `None` for fuel and
+    /// time, which the store and the clock measure.
+    pub fn counter(&mut self, limit: Limit) -> Option<&mut u64> {
+        Some(match limit {
+            Limit::Fuel | Limit::Timeout => return None,
+            Limit::Memory => &mut self.peak_memory_bytes,
+            Limit::CacheCalls => &mut self.cache_calls,
+            Limit::CacheWriteBytes => &mut self.cache_write_bytes,
+            Limit::ReadBytes => &mut self.read_bytes,
+            Limit::OutputBytes => &mut self.output_bytes,
+            Limit::LogLines => &mut self.log_lines,
+            Limit::TableElements => &mut self.table_elements,
+            Limit::MetadataEntries => &mut self.metadata_entries,
+            Limit::DerivedArtifacts => &mut self.derived_artifacts,
+        })
+    }
+
+    /// What was used against `limit`, as [`Usage::counter`] counts it.
+    pub fn used(&self, limit: Limit) -> Option<u64> {
+        let mut usage = *self;
+        usage.counter(limit).copied()
+    }
 }
 
 /// Per-invocation store data.
@@ -119,17 +145,16 @@ impl HostState {
         wasmtime::Error::new(over)
     }
 
-    /// Adds `amount` to a counter, trapping if that passes its limit.
+    /// Adds `amount` to the counter of a limit the host counts, trapping if
+    /// that passes its limit.
     pub(super) fn charge(&mut self, limit: Limit, amount: u64) -> Trappable<()> {
         let counter = match limit {
-            Limit::CacheCalls => &mut self.usage.cache_calls,
-            Limit::CacheWriteBytes => &mut self.usage.cache_write_bytes,
-            Limit::ReadBytes => &mut self.usage.read_bytes,
-            Limit::OutputBytes => &mut self.usage.output_bytes,
-            Limit::LogLines => &mut self.usage.log_lines,
-            Limit::MetadataEntries => &mut self.usage.metadata_entries,
-            Limit::DerivedArtifacts => &mut self.usage.derived_artifacts,
-            Limit::Fuel | Limit::Timeout | Limit::Memory | Limit::TableElements => return Ok(()),
+            // Measured by the store and the clock, or summed by the limiter.
+            Limit::Fuel | Limit::Timeout | Limit::Memory | Limit::TableElements => None,
+            counted => self.usage.counter(counted),
+        };
+        let Some(counter) = counter else {
+            return Ok(());
         };
         let used = counter.saturating_add(amount);
         *counter = used;
@@ -167,8 +192,11 @@ impl HostState {
         match self.deadline.checked_duration_since(now) {
             Some(left) if !left.is_zero() => Ok(left),
             _ => {
-                let elapsed = self.budget.timeout_ms
-                    + u64::try_from(now.duration_since(self.deadline).as_millis()).unwrap_or(0);
+                let late = now.duration_since(self.deadline).as_millis();
+                let elapsed = self
+                    .budget
+                    .timeout_ms
+                    .saturating_add(u64::try_from(late).unwrap_or(u64::MAX));
                 Err(self.stop(Limit::Timeout, elapsed))
             }
         }
@@ -220,10 +248,10 @@ impl types::HostContent for HostState {
         let left = self.time_left()?;
         match tokio::time::timeout(left, source.read_at(offset, len)).await {
             Ok(Ok(bytes)) => Ok(Bytes::into(bytes)),
-            Ok(Err(err)) => Err(HostFault(format!("reading content: {err}")).into()),
+            Ok(Err(err)) => Err(HostFault::caused_by("reading content", err).into()),
             Err(_) => {
                 self.time_left()?;
-                Err(HostFault("reading content timed out".into()).into())
+                Err(HostFault::new("reading content timed out").into())
             }
         }
     }

@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Lift, Linker, LinkerInstance, WasmList, WasmS
 use wasmtime::{AsContext, AsContextMut, StoreContextMut};
 
 use super::host::{CacheOps, HostState};
-use super::invoke::{CrashKind, GuestFault};
+use super::outcome::{CrashKind, GuestFault};
 use crate::bindings::{cache, log, types};
 use crate::budget::Limit;
 use crate::cache::{CacheError, MAX_BATCH, MAX_KEY_BYTES, PluginCache, PutMode};

@@ -1,11 +1,10 @@
 //! One invocation: a fresh store under the plugin's budget, the call, and
-//! the mapping of whatever stopped it to a typed outcome.
+//! the mapping of whatever stopped it to a typed outcome (the types are in
+//! `outcome`).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Serialize;
 use wasmtime::component::Resource;
 use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
@@ -13,9 +12,12 @@ use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use super::content::ContentSource;
 use super::host::{ContentHandle, HostState, Usage};
 use super::load::{HookKind, Plugin};
+use super::outcome::{
+    CrashKind, GuestFault, HookOutput, HostFault, Invocation, InvokeError, UsageReport,
+};
 use super::output;
 use crate::bindings::types;
-use crate::budget::{Budget, Limit, OverBudget};
+use crate::budget::{Limit, OverBudget};
 
 /// What the host tells a plugin about an upload.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -30,197 +32,6 @@ pub struct UploadInfo {
     pub content_type: String,
     /// Metadata attached so far.
     pub metadata: Vec<(String, String)>,
-}
-
-/// A processor's decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Store it, with these metadata entries.
-    Accept {
-        /// Entries to attach.
-        metadata: Vec<(String, String)>,
-    },
-    /// Refuse it; the reason goes to the client.
-    Reject {
-        /// Shown to the client.
-        reason: String,
-    },
-    /// Store these bytes instead.
-    Replace {
-        /// The new bytes.
-        bytes: Bytes,
-        /// Their content type.
-        content_type: String,
-        /// Entries to attach.
-        metadata: Vec<(String, String)>,
-    },
-}
-
-/// An artifact an extension derived from a stored upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Derived {
-    /// Name, unique per upload.
-    pub name: String,
-    /// Content type.
-    pub content_type: String,
-    /// The bytes.
-    pub bytes: Bytes,
-}
-
-/// What a hook returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutput {
-    /// From a processor.
-    Verdict(Verdict),
-    /// From an extension.
-    Derived(Vec<Derived>),
-}
-
-/// How a plugin crashed (as opposed to being stopped by its budget).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrashKind {
-    /// A Rust panic (or any `unreachable` after an error log line).
-    Panic,
-    /// An `unreachable` instruction.
-    Unreachable,
-    /// Ran out of wasm stack (runaway recursion).
-    StackOverflow,
-    /// Touched memory outside its linear memory.
-    MemoryOutOfBounds,
-    /// Any other trap (division by zero, bad cast, …).
-    Trap,
-    /// Passed or returned a malformed value: a string that is not UTF-8, a
-    /// pointer or length outside its memory, a misaligned pointer, a bad
-    /// `realloc` answer.
-    InvalidResult,
-    /// Used a resource handle it does not hold: forged, already dropped,
-    /// still borrowed at the end of a call, or one too many.
-    BadHandle,
-}
-
-impl fmt::Display for CrashKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CrashKind::Panic => "panic",
-            CrashKind::Unreachable => "unreachable",
-            CrashKind::StackOverflow => "stack overflow",
-            CrashKind::MemoryOutOfBounds => "out-of-bounds memory access",
-            CrashKind::Trap => "trap",
-            CrashKind::InvalidResult => "invalid result",
-            CrashKind::BadHandle => "bad handle",
-        })
-    }
-}
-
-/// A fault of the guest's own that wasmtime does not report as a trap (a
-/// malformed value or handle); classified as a crash of that kind.
-#[derive(Debug, thiserror::Error)]
-#[error("{detail}")]
-pub(super) struct GuestFault {
-    pub(super) kind: CrashKind,
-    pub(super) detail: String,
-}
-
-impl GuestFault {
-    pub(super) fn new(kind: CrashKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// A failure of the host's own during an invocation (content I/O, an
-/// instance that cannot be allocated): never counted against the plugin.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct HostFault(pub(super) String);
-
-/// Why an invocation produced no usable result.
-#[derive(Debug, Clone, thiserror::Error, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum InvokeError {
-    /// Went over a budget limit and was stopped.
-    #[error("plugin `{plugin}` exceeded its {limit} budget: used {used}, allowed {allowed}")]
-    BudgetExceeded {
-        /// The plugin.
-        plugin: String,
-        /// Which limit.
-        limit: Limit,
-        /// Used (or asked for) when stopped.
-        used: u64,
-        /// The allowance.
-        allowed: u64,
-    },
-    /// Trapped on its own.
-    #[error("plugin `{plugin}` crashed ({crash}): {detail}")]
-    Crashed {
-        /// The plugin.
-        plugin: String,
-        /// What kind of crash.
-        crash: CrashKind,
-        /// The trap, or the panic message.
-        detail: String,
-    },
-    /// Returned its own `plugin-error`.
-    #[error("plugin `{plugin}` failed: {message}")]
-    Failed {
-        /// The plugin.
-        plugin: String,
-        /// Its message.
-        message: String,
-    },
-    /// Returned something the host cannot accept.
-    #[error("plugin `{plugin}` returned an invalid result: {reason}")]
-    InvalidOutput {
-        /// The plugin.
-        plugin: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Could not be run for a reason of the host's own (no free instance
-    /// slot, content I/O error…); never the plugin's fault.
-    #[error("plugin `{plugin}` could not run: {reason}")]
-    Host {
-        /// The plugin.
-        plugin: String,
-        /// The cause.
-        reason: String,
-    },
-}
-
-impl InvokeError {
-    /// The limit hit, for budget stops.
-    pub fn limit(&self) -> Option<Limit> {
-        match self {
-            InvokeError::BudgetExceeded { limit, .. } => Some(*limit),
-            _ => None,
-        }
-    }
-}
-
-/// Resources one invocation used, against its budget.
-#[derive(Debug, Clone, Serialize)]
-pub struct UsageReport {
-    /// Fuel consumed; `None` when the runtime does not meter fuel.
-    pub fuel_used: Option<u64>,
-    /// Counters kept by the host.
-    #[serde(flatten)]
-    pub usage: Usage,
-    /// Wall time of the whole invocation, instantiation included.
-    pub wall_time_ms: f64,
-    /// The budget it ran under.
-    pub budget: Budget,
-}
-
-/// The result of one invocation and what it cost.
-#[derive(Debug)]
-pub struct Invocation {
-    /// What the hook returned, or why it did not.
-    pub outcome: Result<HookOutput, InvokeError>,
-    /// What it used.
-    pub report: UsageReport,
 }
 
 /// Slack on top of the budget's timeout for the outer guard: the epoch
@@ -238,20 +49,14 @@ impl Plugin {
         // store (and its pooled instance) is dropped.
         let _slot = match tokio::time::timeout(timeout, self.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
-            _ => {
-                return Invocation {
-                    outcome: Err(InvokeError::Host {
-                        plugin: self.name.to_string(),
-                        reason: "no free instance slot within its timeout (runtime.max_instances)"
-                            .into(),
-                    }),
-                    report: UsageReport {
-                        fuel_used: None,
-                        usage: Usage::default(),
-                        wall_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-                        budget: self.budget,
-                    },
-                };
+            Ok(Err(tokio::sync::AcquireError { .. })) => {
+                return self.not_run("the instance pool is closed", started);
+            }
+            Err(_elapsed) => {
+                return self.not_run(
+                    "no free instance slot within its timeout (runtime.max_instances)",
+                    started,
+                );
             }
         };
         let size = content.size();
@@ -280,9 +85,14 @@ impl Plugin {
             });
             Ok(())
         });
-        if self.fuel_metering {
-            // Cannot fail on an engine that meters fuel.
-            let _ = store.set_fuel(self.budget.fuel);
+        // Fails only on an engine that does not meter fuel, which the
+        // runtime that loaded this plugin would have said; never run a
+        // plugin without its fuel limit.
+        if self.fuel_metering
+            && let Err(e) = store.set_fuel(self.budget.fuel)
+        {
+            let fault = HostFault::caused_by("cannot set the fuel budget", e);
+            return self.not_run(&fault.reason(), started);
         }
         // Every epoch tick, running wasm yields to the executor (so a busy
         // plugin never holds a runtime thread for more than a tick) and is
@@ -317,6 +127,8 @@ impl Plugin {
             })),
         };
 
+        // `get_fuel` fails only where fuel is not metered, which
+        // `fuel_metering` rules out (and `set_fuel` above checked).
         let fuel_used = self.fuel_metering.then(|| {
             self.budget
                 .fuel
@@ -342,6 +154,22 @@ impl Plugin {
         Invocation { outcome, report }
     }
 
+    /// An invocation that could not start, for a reason of the host's own.
+    fn not_run(&self, reason: &str, started: Instant) -> Invocation {
+        Invocation {
+            outcome: Err(InvokeError::Host {
+                plugin: self.name.to_string(),
+                reason: reason.to_string(),
+            }),
+            report: UsageReport {
+                fuel_used: None,
+                usage: Usage::default(),
+                wall_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+                budget: self.budget,
+            },
+        }
+    }
+
     /// Instantiates and calls the hook, then reads its result under the
     /// budget. The outer error is a trap; the inner one is the plugin's own
     /// `plugin-error`.
@@ -355,7 +183,7 @@ impl Plugin {
             .data_mut()
             .table
             .push(ContentHandle { source: content })
-            .map_err(|e| HostFault(format!("content handle: {e}")))?;
+            .map_err(|e| HostFault::caused_by("content handle", e))?;
         let instance = self.pre.instantiate_async(&mut *store).await.map_err(|e| {
             // The limiter's stops and whatever happened while its start
             // functions ran (traps, bad host calls: the error carries a wasm
@@ -368,7 +196,7 @@ impl Plugin {
             if guest {
                 e
             } else {
-                HostFault(format!("cannot instantiate: {e:#}")).into()
+                HostFault::caused_by("cannot instantiate", e).into()
             }
         })?;
         Ok(match self.info.world {
@@ -422,49 +250,13 @@ impl Plugin {
 
     /// Validates names and keys of a result already read under the budget.
     fn check_output(&self, output: HookOutput) -> Result<HookOutput, InvokeError> {
-        let invalid = |reason: String| InvokeError::InvalidOutput {
-            plugin: self.name.to_string(),
-            reason,
-        };
-        let metadata = match &output {
-            HookOutput::Verdict(
-                Verdict::Accept { metadata } | Verdict::Replace { metadata, .. },
-            ) => metadata.as_slice(),
-            _ => &[],
-        };
-        if let Some((key, _)) = metadata.iter().find(|(k, _)| !valid_metadata_key(k)) {
-            return Err(invalid(format!(
-                "metadata key {key:?} must match [a-z0-9._-]{{1,64}}"
-            )));
+        match output.check() {
+            Ok(()) => Ok(output),
+            Err(reason) => Err(InvokeError::InvalidOutput {
+                plugin: self.name.to_string(),
+                reason,
+            }),
         }
-        let content_types: Vec<&str> = match &output {
-            HookOutput::Verdict(Verdict::Replace { content_type, .. }) => vec![content_type],
-            HookOutput::Derived(items) => items.iter().map(|d| d.content_type.as_str()).collect(),
-            HookOutput::Verdict(_) => Vec::new(),
-        };
-        if let Some(bad) = content_types.iter().find(|t| !valid_content_type(t)) {
-            return Err(invalid(format!(
-                "content type {bad:?} must be 1 to 255 visible ASCII characters"
-            )));
-        }
-        if let HookOutput::Derived(items) = &output {
-            let mut names = std::collections::HashSet::new();
-            for item in items {
-                if !valid_derived_name(&item.name) {
-                    return Err(invalid(format!(
-                        "derived name {:?} must match [a-z0-9._-]{{1,64}} and not start with '.'",
-                        item.name
-                    )));
-                }
-                if !names.insert(item.name.as_str()) {
-                    return Err(invalid(format!(
-                        "derived name {:?} is used twice",
-                        item.name
-                    )));
-                }
-            }
-        }
-        Ok(output)
     }
 
     fn classify(&self, trap: &wasmtime::Error, state: &HostState, started: Instant) -> InvokeError {
@@ -507,10 +299,10 @@ impl Plugin {
                 detail: fault.detail.clone(),
             };
         }
-        if let Some(HostFault(reason)) = trap.downcast_ref::<HostFault>() {
+        if let Some(fault) = trap.downcast_ref::<HostFault>() {
             return InvokeError::Host {
                 plugin,
-                reason: reason.clone(),
+                reason: fault.reason(),
             };
         }
         let crash = match trap.downcast_ref::<Trap>() {
@@ -569,20 +361,4 @@ fn abi_fault(err: &wasmtime::Error) -> CrashKind {
     } else {
         CrashKind::InvalidResult
     }
-}
-
-fn valid_metadata_key(key: &str) -> bool {
-    (1..=64).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
-
-/// A content type the host can store and serve as a header.
-fn valid_content_type(value: &str) -> bool {
-    (1..=255).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-}
-
-fn valid_derived_name(name: &str) -> bool {
-    valid_metadata_key(name) && !name.starts_with('.')
 }

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::RuntimeConfig;
 use super::load::LoadError;
 use super::prepass::ComponentLimits;
+use super::{BoxError, RuntimeConfig};
 
 /// The hidden subcommand that runs the child side.
 pub const SUBCOMMAND: &str = "__compile";
@@ -77,17 +77,16 @@ impl JailSpec {
 /// Compiles `bytes` in a jailed child process and returns the serialized
 /// artifact.
 pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
-    let jail_err = |what: &str, e: std::io::Error| LoadError::Jail(format!("{what}: {e}"));
     let program = match &config.compiler_program {
         Some(path) => path.clone(),
         // The running image itself, even if its file was replaced by an
         // upgrade since: the jail must compile for this very engine.
         None if Path::new(SELF_EXE).exists() => PathBuf::from(SELF_EXE),
         None => std::env::current_exe()
-            .map_err(|e| jail_err("cannot find the airlock executable", e))?,
+            .map_err(|e| failed("cannot find the airlock executable", Some(e.into())))?,
     };
     let spec = serde_json::to_string(&JailSpec::from_config(config))
-        .map_err(|e| LoadError::Jail(format!("cannot encode the jail spec: {e}")))?;
+        .map_err(|e| failed("cannot encode the jail spec", Some(e.into())))?;
     let mut child = Command::new(&program)
         .arg(SUBCOMMAND)
         .arg(spec)
@@ -96,21 +95,32 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| jail_err(&format!("cannot start {}", program.display()), e))?;
+        .map_err(|e| {
+            failed(
+                format!("cannot start {}", program.display()),
+                Some(e.into()),
+            )
+        })?;
 
     // Feed and drain the child on threads so that a child that stops reading
     // or writing can never block the parent past the timeout.
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
+        // All three were asked for, so this does not happen; if it did, a
+        // child that already exited cannot be killed, and either way there
+        // is nothing more to do with it.
         drop(child.kill());
-        return Err(LoadError::Jail("the compiler's pipes are missing".into()));
+        drop(child.wait());
+        return Err(failed("the compiler's pipes are missing", None));
     };
     let input = bytes.to_vec();
     // A child that exits early closes the pipe; its exit status says why.
     std::thread::spawn(move || drop(stdin.write_all(&input)));
     let errors = std::thread::spawn(move || {
         let mut err = Vec::new();
+        // Only for the error message: what was read before a read error is
+        // still kept, and the exit status says what happened.
         drop(stderr.take(MAX_STDERR).read_to_end(&mut err));
         err
     });
@@ -123,19 +133,30 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         drop(tx.send(read.map(|_| out)));
     });
     let timeout = Duration::from_millis(config.compile_timeout_ms);
-    let Ok(read) = rx.recv_timeout(timeout) else {
-        // Killing an already-exited child fails harmlessly.
-        drop(child.kill());
-        drop(child.wait());
-        return Err(LoadError::Compile {
-            limit: "compile_timeout_ms",
-            allowed: config.compile_timeout_ms,
-        });
+    let read = match rx.recv_timeout(timeout) {
+        Ok(read) => read,
+        Err(stopped) => {
+            // Killing an already-exited child fails harmlessly; reaping it
+            // can fail only if it was already reaped.
+            drop(child.kill());
+            drop(child.wait());
+            return Err(match stopped {
+                mpsc::RecvTimeoutError::Timeout => LoadError::Compile {
+                    limit: "compile_timeout_ms",
+                    allowed: config.compile_timeout_ms,
+                },
+                mpsc::RecvTimeoutError::Disconnected => {
+                    failed("the thread reading the compiler's output stopped", None)
+                }
+            });
+        }
     };
     let status = child
         .wait()
-        .map_err(|e| jail_err("waiting for the compiler", e))?;
-    let out = read.map_err(|e| jail_err("reading the compiler's output", e))?;
+        .map_err(|e| failed("waiting for the compiler", Some(e.into())))?;
+    let out = read.map_err(|e| failed("reading the compiler's output", Some(e.into())))?;
+    // The stderr reader only reads; should it have panicked, the message
+    // goes without the child's stderr, and the status still decides.
     let err = errors.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&err);
     if status.success() {
@@ -143,9 +164,11 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
     }
     if status.code() == Some(EXIT_REFUSED) {
         let refusal: Refusal = serde_json::from_slice(&out).map_err(|e| {
-            LoadError::Jail(format!(
-                "unreadable answer from the compiler ({e}): {stderr}"
-            ))
+            let what = match stderr.trim() {
+                "" => "unreadable answer from the compiler".to_string(),
+                said => format!("unreadable answer from the compiler (its stderr: {said})"),
+            };
+            failed(what, Some(e.into()))
         })?;
         return Err(match refusal {
             Refusal::Malformed { message } => LoadError::Malformed(message),
@@ -171,8 +194,19 @@ pub(super) fn compile(config: &RuntimeConfig, bytes: &[u8]) -> Result<Vec<u8>, L
         // faults.
         Some(6) | Some(7) | Some(11) => memory_limit(config),
         _ if stderr.contains("memory allocation") => memory_limit(config),
-        _ => LoadError::Jail(format!("the compiler failed ({status}): {}", stderr.trim())),
+        _ => failed(
+            format!("the compiler failed ({status}): {}", stderr.trim()),
+            None,
+        ),
     })
+}
+
+/// The jail could not do `what`, because of `source` when there is one.
+fn failed(what: impl Into<String>, source: Option<BoxError>) -> LoadError {
+    LoadError::Jail {
+        what: what.into(),
+        source,
+    }
 }
 
 fn memory_limit(config: &RuntimeConfig) -> LoadError {
@@ -222,9 +256,15 @@ pub fn child_main(spec: &str) -> ExitCode {
         }
         Err(refusal) => refusal,
     };
-    match serde_json::to_vec(&answer).map(|json| std::io::stdout().lock().write_all(&json)) {
-        Ok(Ok(())) => ExitCode::from(EXIT_REFUSED as u8),
-        _ => ExitCode::FAILURE,
+    let written = serde_json::to_vec(&answer)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::io::stdout().lock().write_all(&json));
+    match written {
+        Ok(()) => ExitCode::from(EXIT_REFUSED as u8),
+        Err(e) => {
+            eprintln!("airlock {SUBCOMMAND}: cannot write the refusal: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::host::HostState;
-use super::{PluginRuntime, jail};
+use super::{BoxError, PluginRuntime, jail};
 use crate::budget::Budget;
 use crate::cache::PluginCache;
 
@@ -120,8 +120,14 @@ pub enum LoadError {
         allowed: u64,
     },
     /// The compile jail itself could not run (not the component's fault).
-    #[error("cannot run the compile jail: {0}")]
-    Jail(String),
+    #[error("cannot run the compile jail: {what}")]
+    Jail {
+        /// What failed.
+        what: String,
+        /// The error behind it, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Its budget asks for more memory than the instance pool was sized for.
     #[error("budget memory_bytes = {asked} is above the runtime's max_memory_bytes = {limit}")]
     MemoryAboveRuntimeLimit {
@@ -343,19 +349,19 @@ impl PluginRuntime {
         if let Some((_, path)) = &cached
             && path.exists()
         {
-            match deserialize_own_file(&self.engine, path).map_err(|e| pool_refusal(&e)) {
+            match deserialize_own_file(&self.engine, path).map_err(pool_refusal) {
                 Ok(component) => return Ok(component),
                 // Tighter pool caps than when it was compiled: a refusal,
                 // not a stale artifact.
                 Err(refusal @ LoadError::PoolLimit { .. }) => return Err(refusal),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled component")
+                    let error: &(dyn std::error::Error + 'static) = &e;
+                    tracing::warn!(path = %path.display(), error, "discarding unusable compiled component")
                 }
             }
         }
         let artifact = jail::compile(&self.config, bytes)?;
-        let component =
-            deserialize_own_bytes(&self.engine, &artifact).map_err(|e| pool_refusal(&e))?;
+        let component = deserialize_own_bytes(&self.engine, &artifact).map_err(pool_refusal)?;
         // A failed cache write only costs a recompile next time.
         if let Some((dir, path)) = &cached
             && let Err(e) = write_atomically(dir, path, &artifact)
@@ -392,13 +398,17 @@ fn deserialize_own_bytes(
 /// Why the service's engine refused an artifact the jail compiled: the
 /// pooling allocator checks per-component caps when a component is created,
 /// and says so only in words.
-fn pool_refusal(err: &wasmtime::Error) -> LoadError {
+fn pool_refusal(err: wasmtime::Error) -> LoadError {
     let text = format!("{err:#}");
     let Some((_, limit)) = POOL_REFUSALS.iter().find(|(words, _)| text.contains(words)) else {
-        return LoadError::Jail(format!("unusable artifact from the compiler: {text}"));
+        return LoadError::Jail {
+            what: "unusable artifact from the compiler".into(),
+            source: Some(err.into()),
+        };
     };
     // "… N …, which exceeds the … limit/maximum of M …": the last two numbers.
-    // (Byte counts are printed in hex; details follow a ';'.)
+    // (Byte counts are printed in hex; details follow a ';'.) Words that do
+    // not parse as numbers are skipped.
     let sentence = text.split(';').next().unwrap_or_default();
     let numbers: Vec<u64> = sentence
         .split(|c: char| !c.is_ascii_alphanumeric())

@@ -8,6 +8,7 @@ mod imports;
 mod invoke;
 pub mod jail;
 mod load;
+mod outcome;
 mod output;
 mod prepass;
 mod signature;
@@ -24,10 +25,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use self::content::{ContentSource, FileContent};
 use self::host::HostState;
 pub use self::host::{CacheOps, ContentHandle, Usage};
-pub use self::invoke::{
-    CrashKind, Derived, HookOutput, Invocation, InvokeError, UploadInfo, UsageReport, Verdict,
-};
+pub use self::invoke::UploadInfo;
 pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
+pub use self::outcome::{
+    CrashKind, Derived, HookOutput, Invocation, InvokeError, UsageReport, Verdict,
+};
 pub use self::prepass::ComponentLimits;
 
 /// How often the epoch ticks: the resolution of wall-clock budgets.
@@ -106,10 +108,37 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// The error behind another: wasmtime's and anyhow's errors, boxed so that
+/// their chain of causes stays reachable through `source()`.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Building the runtime failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the plugin runtime: {0}")]
-pub struct RuntimeError(String);
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot start the plugin runtime: cannot build the engine")]
+    Engine(#[source] BoxError),
+    /// The `airlock:plugin` imports could not be added to the linker.
+    #[error("cannot start the plugin runtime: cannot link the airlock:plugin imports")]
+    Imports(#[source] BoxError),
+    /// The compiled-component cache directory could not be created.
+    #[error("cannot start the plugin runtime: cannot create {}", path.display())]
+    CompiledCacheDir {
+        /// `compiled_cache_dir`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reference for the hooks' signatures could not be built from the
+    /// WIT the host was built with.
+    #[error("cannot start the plugin runtime: cannot build the hooks' signatures from the WIT")]
+    HookSignatures(#[source] BoxError),
+    /// The thread that drives the epoch could not be started: without it no
+    /// wall-clock limit would ever fire.
+    #[error("cannot start the plugin runtime: cannot start the epoch ticker thread")]
+    EpochTicker(#[source] std::io::Error),
+}
 
 /// Shared by every plugin: compile once, instantiate per invocation.
 pub struct PluginRuntime {
@@ -127,17 +156,20 @@ impl PluginRuntime {
     /// Builds the engine (pooling allocator, fuel, epochs) and the linker
     /// that provides exactly the `airlock:plugin` imports.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
         let instances = config.max_instances.max(1);
-        let engine = Engine::new(&engine_config(&config, true)).map_err(err)?;
+        let engine = Engine::new(&engine_config(&config, true))
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
         let mut linker = Linker::new(&engine);
-        imports::add_to_linker(&mut linker).map_err(err)?;
+        imports::add_to_linker(&mut linker).map_err(|e| RuntimeError::Imports(e.into()))?;
         if let Some(dir) = &config.compiled_cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RuntimeError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::CompiledCacheDir {
+                path: dir.clone(),
+                source,
+            })?;
         }
-        let signatures = signature::HookSignatures::new(&engine).map_err(RuntimeError)?;
-        let ticker = EpochTicker::start(&engine);
+        let signatures =
+            signature::HookSignatures::new(&engine).map_err(RuntimeError::HookSignatures)?;
+        let ticker = EpochTicker::start(&engine).map_err(RuntimeError::EpochTicker)?;
         Ok(Self {
             engine,
             linker,
@@ -198,7 +230,9 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engine: &Engine) -> Self {
+    /// Starts the thread; failing to is an error, never a runtime whose
+    /// wall-clock limits are silently off.
+    fn start(engine: &Engine) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = Arc::clone(&stop);
@@ -212,17 +246,23 @@ impl EpochTicker {
                         None => break,
                     }
                 }
-            })
-            .ok();
-        Self { stop, thread }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            // Its loop does not panic; if it ever did, deadlines stopped
+            // firing before this point, which must not go unnoticed.
+            tracing::error!("the epoch ticker thread panicked");
         }
     }
 }

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use super::host::HostState;
-use super::invoke::{Derived, Verdict};
+use super::outcome::{Derived, Verdict};
 use crate::bindings::types;
 use crate::budget::{Budget, Limit, OUTPUT_ENTRY_COST};
 use crate::text::{escape_untrusted, one_line};

@@ -8,6 +8,7 @@ use wasmtime::component::{Component, ComponentExportIndex};
 use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{LiftLowerAbi, ManglingAndAbi, Resolve};
 
+use super::BoxError;
 use super::load::{HookKind, LoadError, POST_STORE_EXPORT, PRE_STORE_EXPORT};
 
 /// The WIT contract, as the host was built against it.
@@ -22,26 +23,25 @@ pub(super) struct HookSignatures {
 impl HookSignatures {
     /// Builds the reference component. Its bytes are ours, so it is compiled
     /// in-process.
-    pub(super) fn new(engine: &Engine) -> Result<Self, String> {
+    pub(super) fn new(engine: &Engine) -> Result<Self, BoxError> {
         let mut resolve = Resolve::default();
-        let package = resolve
-            .push_str("airlock.wit", WIT)
-            .map_err(|e| format!("{e:#}"))?;
-        let world = resolve
-            .select_world(&[package], Some("host"))
-            .map_err(|e| format!("{e:#}"))?;
+        let package = resolve.push_str("airlock.wit", WIT)?;
+        let world = resolve.select_world(&[package], Some("host"))?;
         let mut module = wit_component::dummy_module(
             &resolve,
             world,
             ManglingAndAbi::Legacy(LiftLowerAbi::Sync),
         );
-        wit_component::embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
-            .map_err(|e| format!("{e:#}"))?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            StringEncoding::UTF8,
+        )?;
         let bytes = ComponentEncoder::default()
             .module(&module)
-            .and_then(|encoder| encoder.validate(true).encode())
-            .map_err(|e| format!("{e:#}"))?;
-        let reference = Component::new(engine, &bytes).map_err(|e| format!("{e:#}"))?;
+            .and_then(|encoder| encoder.validate(true).encode())?;
+        let reference = Component::new(engine, &bytes)?;
         Ok(Self { reference })
     }
 
