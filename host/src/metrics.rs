@@ -241,7 +241,7 @@ impl Metrics {
     }
 
     /// Records one plugin invocation.
-    pub fn invocation(&self, plugin: &str, invocation: &Invocation) {
+    pub fn invocation<T>(&self, plugin: &str, invocation: &Invocation<T>) {
         let outcome = match &invocation.outcome {
             Ok(_) => "ok",
             Err(InvokeError::BudgetExceeded { .. }) => "budget_exceeded",

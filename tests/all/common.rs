@@ -118,7 +118,7 @@ pub fn upload(content_type: &str) -> UploadInfo {
         client: "tests".into(),
         filename: "file".into(),
         content_type: content_type.into(),
-        metadata: Vec::new(),
+        metadata: Default::default(),
     }
 }
 

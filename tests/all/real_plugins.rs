@@ -78,7 +78,7 @@ async fn exif_strip_leaves_other_files_alone() {
     assert_eq!(
         v,
         Verdict::Accept {
-            metadata: Vec::new()
+            metadata: Default::default()
         }
     );
 }

@@ -245,7 +245,7 @@ impl Oracle {
             client: "fuzz".into(),
             filename: "fuzz.bin".into(),
             content_type: "application/octet-stream".into(),
-            metadata: vec![("origin".into(), "fuzz".into())],
+            metadata: [("origin".into(), "fuzz".into())].into(),
         };
         let content: Arc<dyn ContentSource> =
             Arc::new(Bytes::from(super::Rng::new(case.seed).bytes(4096)));

@@ -247,7 +247,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             .content_type
             .clone()
             .unwrap_or_else(|| guess_content_type(&args.input).into()),
-        metadata: Vec::new(),
+        metadata: Default::default(),
     };
     let invocation = plugin.invoke(&upload, Arc::new(content)).await;
     if let (Some(dir), Ok(output)) = (&args.out, &invocation.outcome) {

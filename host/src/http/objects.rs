@@ -35,7 +35,7 @@ async fn get_content(
     serve_object(
         &state,
         &keys::content(&id),
-        &record.content_type,
+        &record.upload.content_type,
         record.size,
         Some(&etag),
         &headers,

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use wasmtime::component::Resource;
 use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 
 use super::content::ContentSource;
+use super::hooks::UploadInfo;
 use super::host::{ContentHandle, HostState, Usage};
 use super::load::{HookKind, Plugin};
 use super::outcome::{
@@ -18,21 +18,6 @@ use super::outcome::{
 use super::output;
 use crate::bindings::types;
 use crate::budget::{Limit, OverBudget};
-
-/// What the host tells a plugin about an upload.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct UploadInfo {
-    /// Upload id.
-    pub id: String,
-    /// API client name.
-    pub client: String,
-    /// Client-given file name.
-    pub filename: String,
-    /// Declared content type.
-    pub content_type: String,
-    /// Metadata attached so far.
-    pub metadata: Vec<(String, String)>,
-}
 
 /// Slack on top of the budget's timeout for the outer guard: the epoch
 /// deadline and host-call deadlines fire first; this only catches anything
@@ -115,7 +100,11 @@ impl Plugin {
             filename: upload.filename.clone(),
             content_type: upload.content_type.clone(),
             size,
-            metadata: upload.metadata.clone(),
+            metadata: upload
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let call = self.call(&mut store, record, content);
         let raw = match tokio::time::timeout(timeout + OUTER_GRACE, call).await {

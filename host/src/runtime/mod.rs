@@ -2,7 +2,9 @@
 //! cached on disk, and a fresh `Store` per invocation under the plugin's
 //! budget.
 
+mod compile;
 mod content;
+mod hooks;
 mod host;
 mod imports;
 mod invoke;
@@ -23,9 +25,9 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use self::content::{ContentSource, FileContent};
+pub use self::hooks::UploadInfo;
 use self::host::HostState;
 pub use self::host::{CacheOps, ContentHandle, Usage};
-pub use self::invoke::UploadInfo;
 pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
 pub use self::outcome::{
     CrashKind, Derived, HookOutput, Invocation, InvokeError, UsageReport, Verdict,

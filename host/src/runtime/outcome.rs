@@ -237,11 +237,13 @@ impl UsageReport {
     }
 }
 
-/// The result of one invocation and what it cost.
+/// The result of one invocation and what it cost: `T` is what the hook
+/// returned ([`Verdict`] for a processor, its [`Derived`] artifacts for an
+/// extension, or either for a tool that runs any plugin).
 #[derive(Debug)]
-pub struct Invocation {
+pub struct Invocation<T = HookOutput> {
     /// What the hook returned, or why it did not.
-    pub outcome: Result<HookOutput, InvokeError>,
+    pub outcome: Result<T, InvokeError>,
     /// What it used.
     pub report: UsageReport,
 }

@@ -281,7 +281,7 @@ impl Guard {
     }
 
     /// Counts an invocation; trips the breaker on repeated violations.
-    pub async fn record(&self, invocation: &Invocation) {
+    pub async fn record<T>(&self, invocation: &Invocation<T>) {
         let err = match &invocation.outcome {
             Err(err @ (InvokeError::BudgetExceeded { .. } | InvokeError::Crashed { .. })) => {
                 Some(err)

@@ -12,7 +12,11 @@ impl UploadService {
     pub(super) async fn write_record(&self, record: &UploadRecord) -> Result<(), UploadError> {
         let json = serde_json::to_vec(record).map_err(internal("serializing a record"))?;
         self.store
-            .put_bytes(&keys::record(&record.id), json.into(), "application/json")
+            .put_bytes(
+                &keys::record(&record.upload.id),
+                json.into(),
+                "application/json",
+            )
             .await?;
         Ok(())
     }
@@ -25,7 +29,7 @@ impl UploadService {
         let bytes = self.store.get_bytes(&keys::record(id)).await?;
         let record: UploadRecord =
             serde_json::from_slice(&bytes).map_err(internal("reading a stored record"))?;
-        if record.client != client.name {
+        if record.upload.client != client.name {
             return Err(UploadError::NotFound);
         }
         Ok(record)

@@ -19,7 +19,7 @@ use super::names::sanitize_filename;
 use super::post_store::PostStoreJob;
 use super::{Admission, PluginSet, SkippedPlugin, UploadError, UploadRecord, UploadService, keys};
 use crate::auth::Client;
-use crate::runtime::{ContentSource, FileContent, HookOutput, UploadInfo, Verdict};
+use crate::runtime::{ContentSource, FileContent, UploadInfo, Verdict};
 use crate::text::chain;
 use crate::text::essence;
 
@@ -33,9 +33,9 @@ pub struct Ingested {
     pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
 }
 
-/// What the processors made of an upload.
+/// What the processors made of an upload (its metadata and content type
+/// are in the upload itself).
 struct Processed {
-    metadata: BTreeMap<String, String>,
     skipped: Vec<SkippedPlugin>,
     /// What later hooks read: the upload, or the last replacement.
     content: Arc<dyn ContentSource>,
@@ -81,14 +81,13 @@ impl UploadService {
         let mut upload = UploadInfo {
             id: id.clone(),
             client: client.name.clone(),
-            filename: filename.clone(),
+            filename,
             content_type,
-            metadata: Vec::new(),
+            metadata: BTreeMap::new(),
         };
         let file: Arc<dyn ContentSource> =
             Arc::new(FileContent::open(&temp).map_err(internal("opening the received file"))?);
         let Processed {
-            metadata,
             skipped,
             content,
             replaced,
@@ -116,17 +115,13 @@ impl UploadService {
         crash_point("after-content");
 
         let mut record = UploadRecord {
-            id: id.clone(),
-            client: client.name.clone(),
-            filename,
-            content_type: upload.content_type.clone(),
+            upload,
             size,
             sha256,
             created_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            metadata,
             skipped,
             derived: Vec::new(),
             pending: Vec::new(),
@@ -163,37 +158,36 @@ impl UploadService {
         upload: &mut UploadInfo,
         mut content: Arc<dyn ContentSource>,
     ) -> Result<Processed, UploadError> {
-        let mut metadata = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut replaced = None;
         for hooked in &plugins.processors {
-            upload.metadata = metadata.clone().into_iter().collect();
-            match self.run_plugin(hooked, upload, &content).await {
-                Ok(HookOutput::Verdict(Verdict::Accept { metadata: added })) => {
-                    metadata.extend(added)
-                }
-                Ok(HookOutput::Verdict(Verdict::Reject { reason })) => {
+            let verdict = self
+                .run_plugin(hooked, async |plugin| {
+                    plugin.process(upload, Arc::clone(&content)).await
+                })
+                .await;
+            match verdict {
+                Ok(Verdict::Accept { metadata }) => upload.metadata.extend(metadata),
+                Ok(Verdict::Reject { reason }) => {
                     return Err(UploadError::Rejected {
                         plugin: hooked.plugin.name().into(),
                         reason,
                     });
                 }
-                Ok(HookOutput::Verdict(Verdict::Replace {
+                Ok(Verdict::Replace {
                     bytes,
                     content_type,
-                    metadata: added,
-                })) => {
-                    metadata.extend(added);
+                    metadata,
+                }) => {
+                    upload.metadata.extend(metadata);
                     upload.content_type = essence(&content_type);
                     content = Arc::new(bytes.clone());
                     replaced = Some(bytes);
                 }
-                Ok(HookOutput::Derived(_)) => {}
                 Err(failure) => self.on_plugin_failure(hooked, failure, &mut skipped)?,
             }
         }
         Ok(Processed {
-            metadata,
             skipped,
             content,
             replaced,
@@ -303,7 +297,7 @@ impl Batch<'_> {
     /// Removes every file stored so far: the request failed part-way.
     pub async fn abort(&mut self) {
         for ingested in self.stored.drain(..) {
-            let id = &ingested.record.id;
+            let id = &ingested.record.upload.id;
             if let Err(err) = self.service.delete(&self.client, id).await {
                 tracing::error!(id, error = %chain(&err), "cannot roll back a file of a failed request");
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SkippedPlugin, UploadError, UploadService};
 use crate::budget::Limit;
-use crate::runtime::{ContentSource, HookOutput, InvokeError, Plugin, UploadInfo};
+use crate::runtime::{Invocation, InvokeError, Plugin};
 use crate::supervisor::{Guard, Refusal};
 
 /// What happens to an upload when a plugin fails.
@@ -75,15 +75,14 @@ impl PluginSet {
 }
 
 impl UploadService {
-    /// Invokes one plugin through its guard and records the outcome.
-    pub(super) async fn run_plugin(
+    /// Runs `call` on one plugin through its guard and records the outcome.
+    pub(super) async fn run_plugin<T>(
         &self,
         hooked: &HookedPlugin,
-        upload: &UploadInfo,
-        content: &Arc<dyn ContentSource>,
-    ) -> Result<HookOutput, PluginFailure> {
+        call: impl AsyncFnOnce(&Plugin) -> Invocation<T>,
+    ) -> Result<T, PluginFailure> {
         let _slot = hooked.guard.admit().await.map_err(PluginFailure::Refused)?;
-        let invocation = hooked.plugin.invoke(upload, Arc::clone(content)).await;
+        let invocation = call(&hooked.plugin).await;
         self.metrics.invocation(hooked.plugin.name(), &invocation);
         hooked.guard.record(&invocation).await;
         invocation.outcome.map_err(PluginFailure::Invoke)

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{DerivedRecord, PluginSet, SkippedPlugin, UploadRecord, UploadService, keys};
-use crate::runtime::{ContentSource, HookKind, HookOutput, UploadInfo};
+use crate::runtime::{ContentSource, HookKind};
 use crate::storage::StorageError;
 use crate::text::chain;
 
@@ -93,23 +93,22 @@ impl UploadService {
         permit
     }
 
-    #[tracing::instrument(name = "post_store", skip_all, fields(id = %job.record.id))]
+    #[tracing::instrument(name = "post_store", skip_all, fields(id = %job.record.upload.id))]
     async fn post_store(&self, job: PostStoreJob) {
         let record = &job.record;
-        let upload = UploadInfo {
-            id: record.id.clone(),
-            client: record.client.clone(),
-            filename: record.filename.clone(),
-            content_type: record.content_type.clone(),
-            metadata: record.metadata.clone().into_iter().collect(),
-        };
+        let upload = &record.upload;
         let mut derived = Vec::new();
         let mut skipped = Vec::new();
         for hooked in &job.plugins.extensions {
-            match self.run_plugin(hooked, &upload, &job.content).await {
-                Ok(HookOutput::Derived(items)) => {
+            let items = self
+                .run_plugin(hooked, async |plugin| {
+                    plugin.derive(upload, Arc::clone(&job.content)).await
+                })
+                .await;
+            match items {
+                Ok(items) => {
                     for item in items {
-                        let key = keys::derived(&record.id, &item.name);
+                        let key = keys::derived(&upload.id, &item.name);
                         let size = item.bytes.len() as u64;
                         match self
                             .store
@@ -131,7 +130,6 @@ impl UploadService {
                         }
                     }
                 }
-                Ok(HookOutput::Verdict(_)) => {}
                 Err(failure) => {
                     let reason = failure.reason();
                     tracing::warn!(plugin = hooked.plugin.name(), error = %reason, "post-store plugin failed");
@@ -156,7 +154,7 @@ impl UploadService {
         derived: Vec<DerivedRecord>,
         skipped: Vec<SkippedPlugin>,
     ) -> UploadRecord {
-        let current = match self.store.get_bytes(&keys::record(&record.id)).await {
+        let current = match self.store.get_bytes(&keys::record(&record.upload.id)).await {
             Ok(bytes) => serde_json::from_slice::<UploadRecord>(&bytes).ok(),
             Err(StorageError::NotFound(_)) => None,
             Err(err) => {
@@ -168,11 +166,11 @@ impl UploadService {
             for item in &derived {
                 let _ = self
                     .store
-                    .delete(&keys::derived(&record.id, &item.name))
+                    .delete(&keys::derived(&record.upload.id, &item.name))
                     .await;
             }
             // Deleted before this update: no writer is left to race with.
-            self.remove_tombstone(&record.id).await;
+            self.remove_tombstone(&record.upload.id).await;
             return record.clone();
         };
         current.derived.extend(derived);
@@ -184,10 +182,14 @@ impl UploadService {
         // A delete writes its tombstone before removing the record: if it
         // removed the record before the write above, the tombstone is
         // visible now, and the write must not bring the upload back.
-        match self.store.get_bytes(&keys::tombstone(&record.id)).await {
+        match self
+            .store
+            .get_bytes(&keys::tombstone(&record.upload.id))
+            .await
+        {
             Ok(_) => {
                 self.remove_resurrected(&current).await;
-                self.remove_tombstone(&record.id).await;
+                self.remove_tombstone(&record.upload.id).await;
             }
             Err(StorageError::NotFound(_)) => {}
             Err(err) => {
@@ -206,12 +208,15 @@ impl UploadService {
 
     /// Undoes a record update that landed after its upload was deleted.
     async fn remove_resurrected(&self, record: &UploadRecord) {
-        let mut keys_to_remove = vec![keys::record(&record.id), keys::content(&record.id)];
+        let mut keys_to_remove = vec![
+            keys::record(&record.upload.id),
+            keys::content(&record.upload.id),
+        ];
         keys_to_remove.extend(
             record
                 .derived
                 .iter()
-                .map(|d| keys::derived(&record.id, &d.name)),
+                .map(|d| keys::derived(&record.upload.id, &d.name)),
         );
         for key in keys_to_remove {
             if let Err(err) = self.store.delete(&key).await {

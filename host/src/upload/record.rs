@@ -1,32 +1,25 @@
 //! The upload record: what the API returns and what is stored beside the
 //! content as JSON, so every node sharing the storage sees the same uploads.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Limit;
-use crate::runtime::HookKind;
+use crate::runtime::{HookKind, UploadInfo};
 
-/// One stored upload.
+/// One stored upload: the upload as the plugins saw it (id, owner, file
+/// name, content type and metadata, at the top level of the JSON), and what
+/// storing it gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
-    /// Id (32 hex chars).
-    pub id: String,
-    /// API client that owns it.
-    pub client: String,
-    /// Client-given file name, sanitised.
-    pub filename: String,
-    /// Content type of the stored bytes.
-    pub content_type: String,
+    /// The upload; its content type is that of the stored bytes.
+    #[serde(flatten)]
+    pub upload: UploadInfo,
     /// Size of the stored bytes.
     pub size: u64,
     /// SHA-256 of the stored bytes (hex).
     pub sha256: String,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
-    /// Metadata added by plugins.
-    pub metadata: BTreeMap<String, String>,
     /// Plugins that did not run to completion on this upload, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedPlugin>,

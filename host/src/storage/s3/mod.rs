@@ -4,7 +4,9 @@
 //! file is never held in memory. Every call has a connect and an operation
 //! timeout and a short retry budget: an unreachable S3 fails fast.
 
+mod errors;
 mod multipart;
+mod settings;
 
 use std::ops::Range;
 use std::path::Path;
@@ -18,13 +20,13 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
+use self::errors::{is_not_found, is_range_error, object_error, sdk_error};
 use self::multipart::MIN_PART_SIZE;
+pub use self::settings::S3Settings;
 use super::{
     BlobStore, ByteStream, ListPages, Listed, Object, StorageError, check_key, check_prefix,
 };
@@ -36,55 +38,6 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// How long to wait for a TCP connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Where and how to reach the bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Settings {
-    /// Bucket holding the objects.
-    pub bucket: String,
-    /// Region of the bucket (for Garage: its `s3_region`).
-    pub region: String,
-    /// Endpoint URL of an S3-compatible server (`http://127.0.0.1:3900`);
-    /// `None` for AWS (or `AWS_ENDPOINT_URL_S3` from the environment).
-    pub endpoint: Option<String>,
-    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`
-    /// (needed by most self-hosted servers).
-    pub force_path_style: bool,
-    /// Access key id. Set together with `secret_access_key`; when both are
-    /// unset the standard AWS chain (environment, profile, instance role)
-    /// provides credentials.
-    pub access_key_id: Option<String>,
-    /// Secret access key, set together with `access_key_id`.
-    pub secret_access_key: Option<String>,
-    /// Prepended verbatim to every key: include the trailing `/`
-    /// (`airlock/`), or leave empty.
-    pub prefix: String,
-    /// Files larger than this are sent as multipart uploads.
-    pub multipart_threshold_bytes: u64,
-    /// Size of each part of a multipart upload (at least 5 MiB; raised as
-    /// needed to stay within S3's 10,000 parts).
-    pub part_size_bytes: u64,
-    /// Time limit of one S3 operation, retries included, in milliseconds.
-    pub timeout_ms: u64,
-}
-
-impl Default for S3Settings {
-    fn default() -> Self {
-        Self {
-            bucket: "airlock".into(),
-            region: "us-east-1".into(),
-            endpoint: None,
-            force_path_style: false,
-            access_key_id: None,
-            secret_access_key: None,
-            prefix: String::new(),
-            multipart_threshold_bytes: 16 * MIB,
-            part_size_bytes: 8 * MIB,
-            timeout_ms: 30_000,
-        }
-    }
-}
 
 /// Objects in an S3 bucket under a key prefix.
 #[derive(Debug, Clone)]
@@ -400,46 +353,6 @@ fn parse_total(header: &str) -> Option<u64> {
 /// A length the SDK reports as `i64`.
 fn to_u64(len: Option<i64>) -> u64 {
     len.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
-}
-
-/// The HTTP status of a failed call, if the server answered.
-fn status<E>(e: &SdkError<E>) -> Option<u16> {
-    e.raw_response().map(|r| r.status().as_u16())
-}
-
-/// Whether S3 said there is no such object.
-fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
-    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    matches!(code, Some("NoSuchKey" | "NotFound")) || status(e) == Some(404)
-}
-
-/// Whether S3 said the range is past the end of the object.
-fn is_range_error<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
-    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    code == Some("InvalidRange") || status(e) == Some(416)
-}
-
-/// The error of a call on an object: missing objects are `NotFound` — but
-/// a missing bucket (also a 404) is not.
-fn object_error<E>(action: &str, key: &str, object: &str, e: SdkError<E>) -> StorageError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
-    if code != Some("NoSuchBucket") && is_not_found(&e) {
-        StorageError::NotFound(key.to_string())
-    } else {
-        sdk_error(action, object, e)
-    }
-}
-
-/// Any other SDK error, kept whole as the source: its chain of causes says
-/// why.
-fn sdk_error<E>(action: &str, what: &str, e: SdkError<E>) -> StorageError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    StorageError::unavailable(format!("s3: {action} {what}"), e)
 }
 
 #[cfg(test)]

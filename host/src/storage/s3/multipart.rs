@@ -10,7 +10,8 @@ use aws_sdk_s3::primitives::{ByteStream as SdkByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures::{StreamExt, TryStreamExt};
 
-use super::{MIB, S3Store, sdk_error};
+use super::errors::sdk_error;
+use super::{MIB, S3Store};
 use crate::storage::StorageError;
 
 /// The smallest part S3 accepts (except for the last part of an upload).
