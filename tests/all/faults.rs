@@ -85,7 +85,7 @@ impl PrivateRedis {
     /// `shutdown nosave`, then waits until nothing answers on the port.
     async fn stop(&self) {
         let _ = self.cli(&["shutdown", "nosave"]);
-        let gone = poll(Duration::from_secs(5), || async {
+        let gone = eventually(Duration::from_secs(5), || async {
             (!self.answers()).then_some(())
         })
         .await;
@@ -182,7 +182,7 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
     // Redis comes back on the same port (empty: it saved nothing).
     redis.restart();
     let restarted = Instant::now();
-    let recovered = poll(Duration::from_secs(10), || async {
+    let recovered = eventually(Duration::from_secs(10), || async {
         let z = unique_png("z");
         let (first, _) = timed_upload(&server, &z).await;
         let (second, took) = timed_upload(&server, &z).await;
@@ -456,12 +456,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Waits until the server has written at least `min` bytes of a `.part`
 /// file and it has grown since first seen.
 async fn wait_for_growing_part(tmp: &Path, min: u64) -> (PathBuf, u64) {
-    let first = poll(Duration::from_secs(10), || async {
+    let first = eventually(Duration::from_secs(10), || async {
         part_files(tmp).into_iter().find(|(_, size)| *size > 0)
     })
     .await
     .expect("no .part file with content appeared in .tmp/");
-    poll(Duration::from_secs(10), || async {
+    eventually(Duration::from_secs(10), || async {
         part_files(tmp)
             .into_iter()
             .find(|(path, size)| *path == first.0 && *size > first.1 && *size >= min)
@@ -576,7 +576,7 @@ async fn sigterm_drains_in_flight_uploads() {
 
     // New connections are refused while the upload is still being drained.
     let addr = format!("127.0.0.1:{}", setup.port);
-    let refused = poll(Duration::from_secs(2), || async {
+    let refused = eventually(Duration::from_secs(2), || async {
         tokio::net::TcpStream::connect(&addr)
             .await
             .is_err()
@@ -648,7 +648,7 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     let (_, body) = slow_body(2, 64 << 10, Duration::from_secs(60));
     let upload = spawn_upload(&setup.base(), body);
     let tmp = setup.tmp();
-    let receiving = poll(Duration::from_secs(10), || async {
+    let receiving = eventually(Duration::from_secs(10), || async {
         part_files(&tmp).into_iter().find(|(_, size)| *size > 0)
     })
     .await;
@@ -715,7 +715,7 @@ async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
 
     let server = setup.serve("restarted").await;
     // Counted once the sweep is done with it.
-    let swept = poll(Duration::from_secs(15), || async {
+    let swept = eventually(Duration::from_secs(15), || async {
         let metrics = http
             .get(format!("{}/metrics", setup.base()))
             .send()
