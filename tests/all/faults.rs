@@ -30,20 +30,28 @@ fn unique_png(tag: &str) -> Bytes {
 // ---------------------------------------------------------------------------
 // A private Redis.
 
-/// A Redis started with `scripts/redis.sh start PORT DIR`; shut down (or
-/// killed) on drop.
+/// A Redis started with `scripts/redis.sh start PORT DIR`; killed on drop.
 struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
+    /// Starts one on a free port. Redis cannot listen on port 0 and report
+    /// the port it got, so the port is picked beforehand and may be taken
+    /// by then (by another test or another suite on the machine): then it
+    /// starts again on another.
     fn start() -> Self {
-        let redis = Self {
+        let mut redis = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
         };
-        redis.restart();
+        let mut failures = Vec::new();
+        while let Err(failure) = redis.try_start() {
+            failures.push(failure);
+            assert!(failures.len() < 5, "no private redis: {failures:#?}");
+            redis.port = free_port();
+        }
         redis
     }
 
@@ -51,21 +59,61 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// (Re)starts it on the same port and directory.
+    /// Starts it again on the same port and directory (the server under
+    /// test knows only that port).
     fn restart(&self) {
+        if let Err(failure) = self.try_start() {
+            panic!("redis did not come back: {failure}");
+        }
+    }
+
+    /// Starts it on `self.port`; an error if it did not start, or if what
+    /// answers there is another Redis.
+    fn try_start(&self) -> Result<(), String> {
         let out = Command::new(root().join("scripts/redis.sh"))
             .arg("start")
             .arg(self.port.to_string())
             .arg(self.dir.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/redis.sh start {}: {}{}",
-            self.port,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            self.kill();
+            return Err(format!(
+                "scripts/redis.sh start {}: {}{}{}",
+                self.port,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+            ));
+        }
+        let dir = self
+            .cli(&["config", "get", "dir"])
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        let ours = self.dir.path().canonicalize().unwrap();
+        if !dir.lines().any(|line| Path::new(line.trim()) == ours) {
+            self.kill();
+            return Err(format!(
+                "another redis answers on {} (its dir: {dir:?})",
+                self.port
+            ));
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the Redis of this directory if it runs: Redis removes its
+    /// pid file when it shuts down, so one that is still there names a
+    /// Redis that did not.
+    fn kill(&self) {
+        let pid_file = self.dir.path().join("redis.pid");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.trim())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file(&pid_file);
+        }
     }
 
     fn cli(&self, args: &[&str]) -> Option<std::process::Output> {
@@ -95,13 +143,9 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        let _ = self.cli(&["shutdown", "nosave"]);
-        // Redis removes its pid file when it exits; one that is still there
-        // belongs to a Redis that did not shut down.
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("redis.pid")) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
-        }
+        // Not `shutdown` on the port: once ours is stopped, another Redis may
+        // listen there.
+        self.kill();
     }
 }
 
