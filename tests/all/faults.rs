@@ -3,6 +3,7 @@
 //! flight. Everything runs on 127.0.0.1; every process a test starts is
 //! stopped by a drop guard, also when the test panics.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use bytes::Bytes;
 use crate::common::*;
 use crate::harness::*;
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1 (it may be taken by the
+/// time it is used: only for Redis, which cannot report a port it chose).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -256,7 +258,6 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
 /// A config file for `airlock serve` and the directories it names.
 struct ServeSetup {
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 /// A TOML basic string holding `path`.
@@ -277,12 +278,14 @@ impl ServeSetup {
 
     /// [`Self::new`] with more `[storage]` settings.
     fn with_storage(grace_seconds: u64, storage: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let setup = Self { dir, port };
+        let setup = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // Port 0: each server gets a port of its own from the kernel and
+        // logs it (see `ServerProcess::addr`).
         let config = format!(
             r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 shutdown_grace_seconds = {grace_seconds}
 
 [storage]
@@ -326,11 +329,8 @@ timeout_ms = 10000
         self.data().join(".tmp")
     }
 
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `airlock serve --config …` and waits for `/healthz`.
+    /// Starts `airlock serve --config …`, reads the address it listens on
+    /// from its log and waits for `/healthz`.
     async fn serve(&self, run: &str) -> ServerProcess {
         self.serve_with(run, &[]).await
     }
@@ -354,58 +354,104 @@ timeout_ms = 10000
             .stderr(log)
             .spawn()
             .unwrap();
+        let started = Instant::now();
         let mut server = ServerProcess {
             child,
             log: log_path,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        // Up once it has logged the address it got and answers there.
         let http = reqwest::Client::new();
-        let url = format!("{}/healthz", self.base());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("airlock exited with {status} at start:\n{}", server.log());
+        let up = eventually(Duration::from_secs(15), || {
+            let exited = server.child.try_wait().unwrap();
+            let addr = listening_addr(&read_log(&server.log));
+            let http = &http;
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                let addr = addr?;
+                let response = http
+                    .get(format!("http://{addr}/healthz"))
+                    .send()
+                    .await
+                    .ok()?;
+                (response.status() == 200).then_some(Ok(addr))
             }
-            if let Ok(response) = http.get(&url).send().await
-                && response.status() == 200
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
+        })
+        .await;
+        server.addr = match up {
+            Some(Ok(addr)) => addr,
+            Some(Err(status)) => panic!("airlock exited with {status} at start:\n{}", server.log()),
+            None => panic!(
                 "airlock did not answer /healthz within 15 s:\n{}",
                 server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        eprintln!("{run}: up in {:?}", started.elapsed());
+            ),
+        };
+        eprintln!("{run}: up on {} in {:?}", server.addr, started.elapsed());
         server
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The address of the `airlock listening addr=…` line in a server's log.
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains("airlock listening"))?;
+    let line = strip_ansi(line);
+    let (_, rest) = line.split_once("addr=")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A running `airlock serve`; SIGKILLed on drop if still running.
 struct ServerProcess {
     child: Child,
     log: PathBuf,
+    /// Where it listens: a port of its own, new at every start.
+    addr: SocketAddr,
 }
 
 impl ServerProcess {
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base` + `path`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
     }
 
     /// Waits up to `limit` for the process to exit.
     async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let child = &mut self.child;
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(limit, || {
+            let status = self.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 }
 
@@ -433,6 +479,7 @@ fn slow_body(chunks: usize, chunk_size: usize, every: Duration) -> (Bytes, reqwe
                 return None;
             }
             if i > 0 {
+                // The client's pace, not a wait for the server.
                 tokio::time::sleep(every).await;
             }
             let chunk = source.slice(i * chunk_size..(i + 1) * chunk_size);
@@ -522,7 +569,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
 
     // 2 MiB over ~3 s.
     let (_, body) = slow_body(32, 64 << 10, Duration::from_millis(95));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     let (part, size) = wait_for_growing_part(&setup.tmp(), 256 << 10).await;
     eprintln!("{} has {size} bytes: SIGKILL", part.display());
     server.child.kill().unwrap();
@@ -566,7 +613,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
         .collect::<Vec<_>>()
         .into();
     let response = http
-        .post(format!("{}/v1/uploads?filename=after.bin", setup.base()))
+        .post(server.url("/v1/uploads?filename=after.bin"))
         .bearer_auth(ALICE)
         .header("content-type", "application/octet-stream")
         .body(bytes.clone())
@@ -578,7 +625,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
     assert_eq!(record["metadata"]["sha256"], sha(&bytes), "{record}");
     let id = record["id"].as_str().unwrap();
     let got = http
-        .get(format!("{}/v1/uploads/{id}/content", setup.base()))
+        .get(server.url(&format!("/v1/uploads/{id}/content")))
         .bearer_auth(ALICE)
         .send()
         .await
@@ -605,7 +652,7 @@ async fn sigterm_drains_in_flight_uploads() {
 
     // 1 MiB over ~1.5 s.
     let (content, body) = slow_body(16, 64 << 10, Duration::from_millis(100));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     wait_for_growing_part(&setup.tmp(), 128 << 10).await;
     assert!(!upload.is_finished(), "the upload finished too early");
 
@@ -619,9 +666,9 @@ async fn sigterm_drains_in_flight_uploads() {
     let termed = Instant::now();
 
     // New connections are refused while the upload is still being drained.
-    let addr = format!("127.0.0.1:{}", setup.port);
+    let addr = server.addr;
     let refused = eventually(Duration::from_secs(2), || async {
-        tokio::net::TcpStream::connect(&addr)
+        tokio::net::TcpStream::connect(addr)
             .await
             .is_err()
             .then_some(())
@@ -677,7 +724,7 @@ async fn sigterm_drains_in_flight_uploads() {
     assert!(dir.join("record.json").is_file(), "{}", dir.display());
     assert_eq!(std::fs::read(dir.join("content")).unwrap(), content);
     assert!(
-        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        tokio::net::TcpStream::connect(addr).await.is_err(),
         "something still listens on {addr}"
     );
     eprintln!("total {:?}", test_started.elapsed());
@@ -690,7 +737,7 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     let mut server = setup.serve("server").await;
     // 64 KiB, then nothing for a minute.
     let (_, body) = slow_body(2, 64 << 10, Duration::from_secs(60));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     let tmp = setup.tmp();
     let receiving = eventually(Duration::from_secs(10), || async {
         part_files(&tmp).into_iter().find(|(_, size)| *size > 0)
@@ -732,7 +779,7 @@ async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
         .await;
     let http = reqwest::Client::new();
     let upload = http
-        .post(format!("{}/v1/uploads?filename=lost.bin", setup.base()))
+        .post(server.url("/v1/uploads?filename=lost.bin"))
         .bearer_auth(ALICE)
         .header("content-type", "application/octet-stream")
         .body(vec![7u8; 200_000])
@@ -761,7 +808,7 @@ async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
     // Counted once the sweep is done with it.
     let swept = eventually(Duration::from_secs(15), || async {
         let metrics = http
-            .get(format!("{}/metrics", setup.base()))
+            .get(server.url("/metrics"))
             .send()
             .await
             .ok()?
