@@ -193,7 +193,8 @@ async fn timeout_stops_a_busy_plugin_and_spares_a_quick_one() {
 }
 
 /// A real backend whose every call takes `delay`: what a stalled Redis looks
-/// like from the host.
+/// like from the host. Its sleeps are the stalled server's pace, not a wait
+/// for something to happen.
 struct Stalled {
     inner: Arc<dyn CacheBackend>,
     delay: Duration,

@@ -216,8 +216,10 @@ pub fn assert_stopped(invocation: Invocation, limit: Limit, allowed: u64) -> u64
     }
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`:
+/// the one way tests wait for something to happen (never a fixed sleep).
+/// `None` if `limit` passed first.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

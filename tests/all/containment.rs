@@ -68,7 +68,7 @@ async fn admin(server: &TestServer, method: reqwest::Method, path: &str) -> reqw
 
 /// Waits (up to 10 s) until `name`'s admin entry satisfies `ready`.
 async fn until_plugin(server: &TestServer, name: &str, ready: impl Fn(&serde_json::Value) -> bool) {
-    let reached = poll(Duration::from_secs(10), || async {
+    let reached = eventually(Duration::from_secs(10), || async {
         let state = plugin_state(server, name).await;
         ready(&state).then_some(())
     })

@@ -34,7 +34,7 @@ async fn deletes_right_after_201_stay_deleted(backends: Backends) {
         ids.push(id);
     }
     // Wait for every post-store job to have run (and updated, or not).
-    let finished = poll(Duration::from_secs(30), || async {
+    let finished = eventually(Duration::from_secs(30), || async {
         (invocations(&server, "thumbnail").await >= uploads).then_some(())
     })
     .await;

@@ -3,6 +3,7 @@
 //! flight. Everything runs on 127.0.0.1; every process a test starts is
 //! stopped by a drop guard, also when the test panics.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use bytes::Bytes;
 use crate::common::*;
 use crate::harness::*;
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1 (it may be taken by the
+/// time it is used: only for Redis, which cannot report a port it chose).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -30,20 +32,28 @@ fn unique_png(tag: &str) -> Bytes {
 // ---------------------------------------------------------------------------
 // A private Redis.
 
-/// A Redis started with `scripts/redis.sh start PORT DIR`; shut down (or
-/// killed) on drop.
+/// A Redis started with `scripts/redis.sh start PORT DIR`; killed on drop.
 struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
+    /// Starts one on a free port. Redis cannot listen on port 0 and report
+    /// the port it got, so the port is picked beforehand and may be taken
+    /// by then (by another test or another suite on the machine): then it
+    /// starts again on another.
     fn start() -> Self {
-        let redis = Self {
+        let mut redis = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
         };
-        redis.restart();
+        let mut failures = Vec::new();
+        while let Err(failure) = redis.try_start() {
+            failures.push(failure);
+            assert!(failures.len() < 5, "no private redis: {failures:#?}");
+            redis.port = free_port();
+        }
         redis
     }
 
@@ -51,21 +61,61 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// (Re)starts it on the same port and directory.
+    /// Starts it again on the same port and directory (the server under
+    /// test knows only that port).
     fn restart(&self) {
+        if let Err(failure) = self.try_start() {
+            panic!("redis did not come back: {failure}");
+        }
+    }
+
+    /// Starts it on `self.port`; an error if it did not start, or if what
+    /// answers there is another Redis.
+    fn try_start(&self) -> Result<(), String> {
         let out = Command::new(root().join("scripts/redis.sh"))
             .arg("start")
             .arg(self.port.to_string())
             .arg(self.dir.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/redis.sh start {}: {}{}",
-            self.port,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            self.kill();
+            return Err(format!(
+                "scripts/redis.sh start {}: {}{}{}",
+                self.port,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+            ));
+        }
+        let dir = self
+            .cli(&["config", "get", "dir"])
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default();
+        let ours = self.dir.path().canonicalize().unwrap();
+        if !dir.lines().any(|line| Path::new(line.trim()) == ours) {
+            self.kill();
+            return Err(format!(
+                "another redis answers on {} (its dir: {dir:?})",
+                self.port
+            ));
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the Redis of this directory if it runs: Redis removes its
+    /// pid file when it shuts down, so one that is still there names a
+    /// Redis that did not.
+    fn kill(&self) {
+        let pid_file = self.dir.path().join("redis.pid");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.trim())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file(&pid_file);
+        }
     }
 
     fn cli(&self, args: &[&str]) -> Option<std::process::Output> {
@@ -85,7 +135,7 @@ impl PrivateRedis {
     /// `shutdown nosave`, then waits until nothing answers on the port.
     async fn stop(&self) {
         let _ = self.cli(&["shutdown", "nosave"]);
-        let gone = poll(Duration::from_secs(5), || async {
+        let gone = eventually(Duration::from_secs(5), || async {
             (!self.answers()).then_some(())
         })
         .await;
@@ -95,13 +145,9 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        let _ = self.cli(&["shutdown", "nosave"]);
-        // Redis removes its pid file when it exits; one that is still there
-        // belongs to a Redis that did not shut down.
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("redis.pid")) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
-        }
+        // Not `shutdown` on the port: once ours is stopped, another Redis may
+        // listen there.
+        self.kill();
     }
 }
 
@@ -182,7 +228,7 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
     // Redis comes back on the same port (empty: it saved nothing).
     redis.restart();
     let restarted = Instant::now();
-    let recovered = poll(Duration::from_secs(10), || async {
+    let recovered = eventually(Duration::from_secs(10), || async {
         let z = unique_png("z");
         let (first, _) = timed_upload(&server, &z).await;
         let (second, took) = timed_upload(&server, &z).await;
@@ -212,7 +258,6 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
 /// A config file for `airlock serve` and the directories it names.
 struct ServeSetup {
     dir: tempfile::TempDir,
-    port: u16,
 }
 
 /// A TOML basic string holding `path`.
@@ -233,12 +278,14 @@ impl ServeSetup {
 
     /// [`Self::new`] with more `[storage]` settings.
     fn with_storage(grace_seconds: u64, storage: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let setup = Self { dir, port };
+        let setup = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        // Port 0: each server gets a port of its own from the kernel and
+        // logs it (see `ServerProcess::addr`).
         let config = format!(
             r#"[server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 shutdown_grace_seconds = {grace_seconds}
 
 [storage]
@@ -282,11 +329,8 @@ timeout_ms = 10000
         self.data().join(".tmp")
     }
 
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `airlock serve --config …` and waits for `/healthz`.
+    /// Starts `airlock serve --config …`, reads the address it listens on
+    /// from its log and waits for `/healthz`.
     async fn serve(&self, run: &str) -> ServerProcess {
         self.serve_with(run, &[]).await
     }
@@ -310,58 +354,104 @@ timeout_ms = 10000
             .stderr(log)
             .spawn()
             .unwrap();
+        let started = Instant::now();
         let mut server = ServerProcess {
             child,
             log: log_path,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        // Up once it has logged the address it got and answers there.
         let http = reqwest::Client::new();
-        let url = format!("{}/healthz", self.base());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("airlock exited with {status} at start:\n{}", server.log());
+        let up = eventually(Duration::from_secs(15), || {
+            let exited = server.child.try_wait().unwrap();
+            let addr = listening_addr(&read_log(&server.log));
+            let http = &http;
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                let addr = addr?;
+                let response = http
+                    .get(format!("http://{addr}/healthz"))
+                    .send()
+                    .await
+                    .ok()?;
+                (response.status() == 200).then_some(Ok(addr))
             }
-            if let Ok(response) = http.get(&url).send().await
-                && response.status() == 200
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
+        })
+        .await;
+        server.addr = match up {
+            Some(Ok(addr)) => addr,
+            Some(Err(status)) => panic!("airlock exited with {status} at start:\n{}", server.log()),
+            None => panic!(
                 "airlock did not answer /healthz within 15 s:\n{}",
                 server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        eprintln!("{run}: up in {:?}", started.elapsed());
+            ),
+        };
+        eprintln!("{run}: up on {} in {:?}", server.addr, started.elapsed());
         server
     }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The address of the `airlock listening addr=…` line in a server's log.
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains("airlock listening"))?;
+    let line = strip_ansi(line);
+    let (_, rest) = line.split_once("addr=")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A running `airlock serve`; SIGKILLed on drop if still running.
 struct ServerProcess {
     child: Child,
     log: PathBuf,
+    /// Where it listens: a port of its own, new at every start.
+    addr: SocketAddr,
 }
 
 impl ServerProcess {
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        read_log(&self.log)
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `base` + `path`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
     }
 
     /// Waits up to `limit` for the process to exit.
     async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let child = &mut self.child;
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(limit, || {
+            let status = self.child.try_wait().unwrap();
+            async move { status }
+        })
+        .await
     }
 }
 
@@ -389,6 +479,7 @@ fn slow_body(chunks: usize, chunk_size: usize, every: Duration) -> (Bytes, reqwe
                 return None;
             }
             if i > 0 {
+                // The client's pace, not a wait for the server.
                 tokio::time::sleep(every).await;
             }
             let chunk = source.slice(i * chunk_size..(i + 1) * chunk_size);
@@ -456,12 +547,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Waits until the server has written at least `min` bytes of a `.part`
 /// file and it has grown since first seen.
 async fn wait_for_growing_part(tmp: &Path, min: u64) -> (PathBuf, u64) {
-    let first = poll(Duration::from_secs(10), || async {
+    let first = eventually(Duration::from_secs(10), || async {
         part_files(tmp).into_iter().find(|(_, size)| *size > 0)
     })
     .await
     .expect("no .part file with content appeared in .tmp/");
-    poll(Duration::from_secs(10), || async {
+    eventually(Duration::from_secs(10), || async {
         part_files(tmp)
             .into_iter()
             .find(|(path, size)| *path == first.0 && *size > first.1 && *size >= min)
@@ -478,7 +569,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
 
     // 2 MiB over ~3 s.
     let (_, body) = slow_body(32, 64 << 10, Duration::from_millis(95));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     let (part, size) = wait_for_growing_part(&setup.tmp(), 256 << 10).await;
     eprintln!("{} has {size} bytes: SIGKILL", part.display());
     server.child.kill().unwrap();
@@ -522,7 +613,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
         .collect::<Vec<_>>()
         .into();
     let response = http
-        .post(format!("{}/v1/uploads?filename=after.bin", setup.base()))
+        .post(server.url("/v1/uploads?filename=after.bin"))
         .bearer_auth(ALICE)
         .header("content-type", "application/octet-stream")
         .body(bytes.clone())
@@ -534,7 +625,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
     assert_eq!(record["metadata"]["sha256"], sha(&bytes), "{record}");
     let id = record["id"].as_str().unwrap();
     let got = http
-        .get(format!("{}/v1/uploads/{id}/content", setup.base()))
+        .get(server.url(&format!("/v1/uploads/{id}/content")))
         .bearer_auth(ALICE)
         .send()
         .await
@@ -561,7 +652,7 @@ async fn sigterm_drains_in_flight_uploads() {
 
     // 1 MiB over ~1.5 s.
     let (content, body) = slow_body(16, 64 << 10, Duration::from_millis(100));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     wait_for_growing_part(&setup.tmp(), 128 << 10).await;
     assert!(!upload.is_finished(), "the upload finished too early");
 
@@ -575,9 +666,9 @@ async fn sigterm_drains_in_flight_uploads() {
     let termed = Instant::now();
 
     // New connections are refused while the upload is still being drained.
-    let addr = format!("127.0.0.1:{}", setup.port);
-    let refused = poll(Duration::from_secs(2), || async {
-        tokio::net::TcpStream::connect(&addr)
+    let addr = server.addr;
+    let refused = eventually(Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(addr)
             .await
             .is_err()
             .then_some(())
@@ -633,7 +724,7 @@ async fn sigterm_drains_in_flight_uploads() {
     assert!(dir.join("record.json").is_file(), "{}", dir.display());
     assert_eq!(std::fs::read(dir.join("content")).unwrap(), content);
     assert!(
-        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        tokio::net::TcpStream::connect(addr).await.is_err(),
         "something still listens on {addr}"
     );
     eprintln!("total {:?}", test_started.elapsed());
@@ -646,9 +737,9 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     let mut server = setup.serve("server").await;
     // 64 KiB, then nothing for a minute.
     let (_, body) = slow_body(2, 64 << 10, Duration::from_secs(60));
-    let upload = spawn_upload(&setup.base(), body);
+    let upload = spawn_upload(&server.base(), body);
     let tmp = setup.tmp();
-    let receiving = poll(Duration::from_secs(10), || async {
+    let receiving = eventually(Duration::from_secs(10), || async {
         part_files(&tmp).into_iter().find(|(_, size)| *size > 0)
     })
     .await;
@@ -688,7 +779,7 @@ async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
         .await;
     let http = reqwest::Client::new();
     let upload = http
-        .post(format!("{}/v1/uploads?filename=lost.bin", setup.base()))
+        .post(server.url("/v1/uploads?filename=lost.bin"))
         .bearer_auth(ALICE)
         .header("content-type", "application/octet-stream")
         .body(vec![7u8; 200_000])
@@ -715,9 +806,9 @@ async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
 
     let server = setup.serve("restarted").await;
     // Counted once the sweep is done with it.
-    let swept = poll(Duration::from_secs(15), || async {
+    let swept = eventually(Duration::from_secs(15), || async {
         let metrics = http
-            .get(format!("{}/metrics", setup.base()))
+            .get(server.url("/metrics"))
             .send()
             .await
             .ok()?

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::sha;
+use crate::common::{eventually, sha};
 use airlock::config::StorageBackend;
 use airlock::storage::S3Settings;
 
@@ -25,6 +25,8 @@ fn garage_bin() -> PathBuf {
         })
 }
 
+/// A port that was free a moment ago (Garage cannot report a port it chose:
+/// see [`Garage::started`]).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -48,6 +50,21 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789
 const BUCKET: &str = "outage";
 
 impl Garage {
+    /// A node started on free ports. They were free when picked but may be
+    /// taken by the time Garage binds them (by another test or another suite
+    /// on the machine): then a new node on other ports.
+    async fn started() -> Self {
+        let mut failures = Vec::new();
+        loop {
+            let mut garage = Self::new();
+            match garage.try_start().await {
+                Ok(()) => return garage,
+                Err(failure) => failures.push(failure),
+            }
+            assert!(failures.len() < 5, "no private garage: {failures:#?}");
+        }
+    }
+
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (s3_port, rpc_port, admin_port) = (free_port(), free_port(), free_port());
@@ -74,7 +91,16 @@ impl Garage {
         }
     }
 
+    /// Starts it again on the same ports and data.
     async fn start(&mut self) {
+        if let Err(failure) = self.try_start().await {
+            panic!("garage did not come back: {failure}");
+        }
+    }
+
+    /// Starts it and waits until it serves the bucket; on failure it is
+    /// stopped and the error holds its log.
+    async fn try_start(&mut self) -> Result<(), String> {
         let bin = garage_bin();
         assert!(
             bin.exists(),
@@ -101,33 +127,28 @@ impl Garage {
         self.child = Some(child);
         let health = format!("http://127.0.0.1:{}/health", self.admin_port);
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if http
-                .get(&health)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-                && self.bucket_ready()
-            {
-                return;
+        let ready = eventually(Duration::from_secs(30), || {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
+            let (http, health, conf) = (&http, &health, &self.conf);
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(format!("exited with {status}")));
+                }
+                let healthy = http
+                    .get(health)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                (healthy && bucket_ready(conf)).then_some(Ok(()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "garage not ready: {}",
-                std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn bucket_ready(&self) -> bool {
-        Command::new(garage_bin())
-            .args(["-c", self.conf.to_str().unwrap(), "bucket", "info", BUCKET])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        })
+        .await
+        .unwrap_or_else(|| Err("not ready within 30 s".into()));
+        ready.map_err(|e| {
+            self.kill();
+            let log = std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default();
+            format!("garage {e}:\n{log}")
+        })
     }
 
     fn kill(&mut self) {
@@ -151,6 +172,16 @@ impl Garage {
     }
 }
 
+/// Whether the node of `conf` has the bucket.
+fn bucket_ready(conf: &std::path::Path) -> bool {
+    Command::new(garage_bin())
+        .args(["-c", conf.to_str().unwrap(), "bucket", "info", BUCKET])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 impl Drop for Garage {
     fn drop(&mut self) {
         self.kill();
@@ -169,8 +200,7 @@ async fn upload_status(server: &TestServer, bytes: Vec<u8>) -> (u16, serde_json:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_stopped_mid_run_fails_fast_loses_nothing_and_recovers() {
-    let mut garage = Garage::new();
-    garage.start().await;
+    let mut garage = Garage::started().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(Backends::Local, dir.path());
     config.storage.backend = StorageBackend::S3;

@@ -209,7 +209,7 @@ async fn idle_connections_are_closed_while_uploads_go_through() {
     .await;
     assert!(closed >= 101.0, "{closed} keep-alive closes counted");
     // In the end only the connection that reads /metrics is open.
-    let only_one = poll(SLACK, || async {
+    let only_one = eventually(SLACK, || async {
         (metric(&server, "airlock_http_connections_open").await == 1.0).then_some(())
     })
     .await;
@@ -300,7 +300,7 @@ async fn slow_bodies_hold_no_processing_slot() {
         slow.push(stalled_upload(&server, ALICE, 1000, 10).await);
     }
     // Every slow upload has reached the pipeline.
-    let receiving = poll(Duration::from_secs(10), || async {
+    let receiving = eventually(Duration::from_secs(10), || async {
         let parts = std::fs::read_dir(server.dir.path().join(".tmp"))
             .ok()?
             .count();
@@ -337,7 +337,7 @@ async fn one_client_cannot_take_every_upload() {
         stalled_upload(&server, ALICE, 1000, 10).await,
     ];
     let tmp = server.dir.path().join(".tmp");
-    let held = poll(Duration::from_secs(10), || async {
+    let held = eventually(Duration::from_secs(10), || async {
         (std::fs::read_dir(&tmp).ok()?.count() == 2).then_some(())
     })
     .await;
@@ -384,7 +384,7 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
 
     // One leaves: the next is served.
     drop(open.pop());
-    let served = poll(Duration::from_secs(10), || async {
+    let served = eventually(Duration::from_secs(10), || async {
         let response = quick.get(server.url("/healthz")).send().await.ok()?;
         (response.status() == 200).then_some(())
     })
@@ -425,7 +425,7 @@ async fn a_client_that_stops_reading_a_download_is_dropped() {
         .await
         .unwrap();
     // It reads nothing; the server gives up on it.
-    let dropped = poll(WRITE + SLACK, || async {
+    let dropped = eventually(WRITE + SLACK, || async {
         let n = metric(
             &server,
             "airlock_http_connection_timeouts_total{kind=\"write\"}",

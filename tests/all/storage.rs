@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::common::sha;
+use crate::common::{eventually, sha};
 
 const MIB: usize = 1024 * 1024;
 const BINARY: &str = "application/octet-stream";
@@ -804,25 +804,24 @@ mod s3_specific {
         let upload = store.put_file(&key, &path, BINARY);
         let _ = tokio::time::timeout(Duration::from_millis(150), upload).await;
         // The abort runs in the background: wait for it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let listed = store
+        let list = || async {
+            store
                 .client()
                 .list_multipart_uploads()
                 .bucket(store.bucket())
                 .prefix(&object)
                 .send()
                 .await
-                .expect("list multipart uploads");
-            if listed.uploads().is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "multipart upload still open: {:?}",
-                listed.uploads()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .expect("list multipart uploads")
+        };
+        let aborted = eventually(Duration::from_secs(10), || async {
+            list().await.uploads().is_empty().then_some(())
+        })
+        .await;
+        assert!(
+            aborted.is_some(),
+            "multipart upload still open: {:?}",
+            list().await.uploads()
+        );
     }
 }
