@@ -730,6 +730,49 @@ mod s3_specific {
         );
     }
 
+    /// The tests reach Garage over plain http; AWS itself is https. The
+    /// SDK's client must speak TLS (rustls on ring, the one TLS stack of the
+    /// build) to an `https://` endpoint: its first bytes are a TLS record
+    /// carrying a ClientHello.
+    #[tokio::test]
+    async fn an_https_endpoint_gets_a_tls_client_hello() {
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut hello = [0u8; 6];
+            socket.read_exact(&mut hello).await.expect("read");
+            let _ = tx.send(hello);
+            // Dropping the socket fails the handshake: that is all we need.
+        });
+        let settings = S3Settings {
+            endpoint: Some(format!("https://127.0.0.1:{port}")),
+            force_path_style: true,
+            access_key_id: Some("GK00000000000000000000000000".into()),
+            secret_access_key: Some("0".repeat(64)),
+            timeout_ms: 2_000,
+            ..S3Settings::default()
+        };
+        let store = S3Store::connect(&settings).await.expect("connect");
+        assert!(store.ping().await.is_err(), "no S3 server answered");
+        let hello = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("the client connected")
+            .expect("bytes were read");
+        // Record type 22 (handshake), version 3.x, then the length (2
+        // bytes), then handshake type 1 (ClientHello).
+        assert_eq!(
+            (hello[0], hello[1], hello[5]),
+            (0x16, 0x03, 0x01),
+            "{hello:02x?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_bucket_is_unavailable_not_not_found() {
         let settings = S3Settings {

@@ -18,9 +18,10 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation, SharedHttpClient,
 };
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use bytes::Bytes;
 use tokio_util::io::ReaderStream;
 
@@ -38,6 +39,15 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// How long to wait for a TCP connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The HTTP(S) client of the SDK (S3 itself and the credential providers):
+/// rustls with ring as its crypto, the one TLS stack of the build. Plain
+/// `http://` endpoints (a local Garage) work as well.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
 
 /// Objects in an S3 bucket under a key prefix.
 #[derive(Debug, Clone)]
@@ -66,6 +76,7 @@ impl S3Store {
             .with_initial_backoff(Duration::from_millis(100))
             .with_max_backoff(Duration::from_secs(1));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(Region::new(settings.region.clone()))
             .timeout_config(timeouts)
             .retry_config(retries);
