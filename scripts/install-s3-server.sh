@@ -15,7 +15,9 @@
 #   lmdb (a C build), k2v or metrics (protobuf, prometheus, opentelemetry);
 # - libsodium from Debian (libsodium-dev, the 1.0.18 that libsodium-sys
 #   bundles): building it from source runs configure and libsodium's whole
-#   `make check` suite. Without apt it is still built from source.
+#   `make check` suite. Without apt it is still built from source;
+# - at opt-level 1: a test server does not need -O3, and the big Garage
+#   crates spend most of their build time in LLVM's optimizer.
 set -euo pipefail
 
 GARAGE_VERSION=2.5.0
@@ -64,13 +66,13 @@ install_deps
 [[ "${1:-}" == deps ]] && exit 0
 
 command -v cargo >/dev/null || { echo "error: cargo is needed to install garage" >&2; exit 1; }
-build_env=(CARGO_TARGET_DIR="$CACHE/tools-target")
+build_env=(CARGO_TARGET_DIR="$CACHE/tools-target" CARGO_PROFILE_RELEASE_OPT_LEVEL=1)
 if pkg-config --exists 'libsodium >= 1.0.18' 2>/dev/null; then
   build_env+=(SODIUM_USE_PKG_CONFIG=1)
 else
   say "no libsodium-dev: building libsodium from source too"
 fi
-say "building garage $GARAGE_VERSION ($GARAGE_FEATURES) from crates.io (10-15 min on 2 cores, once)"
+say "building garage $GARAGE_VERSION ($GARAGE_FEATURES) from crates.io (about 10 CPU-minutes, once)"
 mkdir -p "$TOOLS"
 env -u SODIUM_USE_PKG_CONFIG -u SODIUM_LIB_DIR "${build_env[@]}" \
   nice -n 10 cargo install "garage@$GARAGE_VERSION" --locked --root "$TOOLS" --quiet \
