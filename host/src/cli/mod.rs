@@ -2,6 +2,7 @@
 
 mod admin;
 mod plugin;
+mod report;
 mod serve;
 
 use std::process::ExitCode;
