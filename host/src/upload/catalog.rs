@@ -2,6 +2,7 @@
 //! that a delete stays deleted.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::error::internal;
 use super::names::valid_id;
@@ -47,9 +48,15 @@ impl UploadService {
                 .await?;
         }
         self.store.delete(&keys::record(id)).await?;
-        self.store.delete(&keys::content(id)).await?;
-        for derived in &record.derived {
-            self.store.delete(&keys::derived(id, &derived.name)).await?;
+        // Every object of the upload, not just those `record` names: a
+        // post-store update that finished after it was read added derived
+        // artifacts (and, having found no tombstone yet, left them).
+        let prefix = keys::upload_prefix(id);
+        let mut pages = self.store.list(&prefix);
+        while let Some(page) = pages.next().await {
+            for object in page? {
+                self.store.delete(&object.key).await?;
+            }
         }
         Ok(())
     }

@@ -164,10 +164,11 @@ impl UploadService {
         };
         let Some(mut current) = current else {
             for item in &derived {
-                let _ = self
-                    .store
-                    .delete(&keys::derived(&record.upload.id, &item.name))
-                    .await;
+                let key = keys::derived(&record.upload.id, &item.name);
+                if let Err(err) = self.store.delete(&key).await {
+                    // The orphan sweep removes it later.
+                    tracing::warn!(key, error = %chain(&err), "cannot remove an artifact of a deleted upload");
+                }
             }
             // Deleted before this update: no writer is left to race with.
             self.remove_tombstone(&record.upload.id).await;

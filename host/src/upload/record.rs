@@ -65,6 +65,11 @@ pub mod keys {
     /// Prefix of the tombstones.
     pub const TOMBSTONES: &str = "deleted/";
 
+    /// The prefix of every object of upload `id`.
+    pub fn upload_prefix(id: &str) -> String {
+        format!("{UPLOADS}{id}/")
+    }
+
     /// The content.
     pub fn content(id: &str) -> String {
         format!("{UPLOADS}{id}/content")
