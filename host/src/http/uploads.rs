@@ -106,6 +106,8 @@ async fn receive_upload(
         for ingested in stored {
             records.push(finish(ingested, query.wait).await);
         }
+        let records = serde_json::to_value(records)
+            .map_err(|e| ApiError::internal(format!("serializing records: {e}")))?;
         Ok(json!({ "uploads": records }))
     } else {
         let filename = query.filename.as_deref().unwrap_or("upload");
