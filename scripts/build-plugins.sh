@@ -50,13 +50,8 @@ fi
 [[ ${#selected[@]} -gt 0 ]] || die "no plugins found under $PLUGINS"
 
 # --- 1. Debian toolchain --------------------------------------------------
-missing_pkgs() {
-    local pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-            printf '%s\n' "$pkg"
-    done
-}
+# shellcheck source=lib/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
 apt_updated=0
 apt_install() {
     local sudo=()
@@ -76,13 +71,13 @@ apt_install() {
         die "apt-get install failed for: $*"
 }
 
-mapfile -t missing < <(missing_pkgs rustc-web cargo-web rust-web-src wasi-libc)
+mapfile -t missing < <(missing_debian_packages rustc-web cargo-web rust-web-src wasi-libc)
 if [[ ${#missing[@]} -gt 0 ]]; then apt_install "${missing[@]}"; fi
 [[ -x /usr/bin/rustc && -x /usr/bin/cargo ]] ||
     die "Debian's /usr/bin/rustc or /usr/bin/cargo is missing (packages rustc-web, cargo-web)"
 llvm_major="$(/usr/bin/rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')"
 [[ -n $llvm_major ]] || die "cannot read the LLVM version from '/usr/bin/rustc -vV'"
-mapfile -t missing < <(missing_pkgs "lld-$llvm_major")
+mapfile -t missing < <(missing_debian_packages "lld-$llvm_major")
 if [[ ${#missing[@]} -gt 0 ]]; then apt_install "${missing[@]}"; fi
 LINKER="/usr/bin/wasm-ld-$llvm_major"
 [[ -x $LINKER ]] || die "linker $LINKER is missing (package lld-$llvm_major)"

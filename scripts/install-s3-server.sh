@@ -29,19 +29,14 @@ DEB_PACKAGES=(pkg-config libsodium-dev)
 
 say() { printf 's3 server: %s\n' "$*"; }
 
-missing_packages() {
-  local pkg
-  for pkg in "${DEB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
-      printf '%s\n' "$pkg"
-  done
-}
+# shellcheck source=lib/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
 
 # Best effort: without them the build falls back to libsodium's own.
 install_deps() {
   command -v dpkg-query >/dev/null && command -v apt-get >/dev/null || return 0
   local missing sudo=()
-  mapfile -t missing < <(missing_packages)
+  mapfile -t missing < <(missing_debian_packages "${DEB_PACKAGES[@]}")
   [[ ${#missing[@]} -gt 0 ]] || return 0
   if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null || {
