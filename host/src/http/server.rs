@@ -146,18 +146,19 @@ async fn connection(
     let mut stopped = false;
     loop {
         let state = *watched.borrow_and_update();
-        let timer = match closing {
-            // Closing gracefully after an idle spell. A head that is
-            // arriving is the header timeout's to cut; a client that does
-            // not take the rest of its response is dropped after that.
-            Some(at) => Some((
-                at + limits.write_timeout.max(limits.header_read_timeout),
+        let timer = match (closing, state.in_flight) {
+            // Closing gracefully after an idle spell, nothing in flight. A
+            // head that is arriving is the header timeout's to cut; a
+            // client that does not take the rest of its last response is
+            // dropped after that.
+            (Some(at), 0) => Some((
+                at.max(state.since) + limits.write_timeout.max(limits.header_read_timeout),
                 Timer::Abandon,
             )),
-            None if state.in_flight == 0 => {
-                Some((state.since + limits.keep_alive_timeout, Timer::Idle))
-            }
-            None => state
+            (None, 0) => Some((state.since + limits.keep_alive_timeout, Timer::Idle)),
+            // A request in flight (also one that began as the connection
+            // was closing): only a response its client stops reading ends it.
+            _ => state
                 .unread_since
                 .map(|at| (at + limits.write_timeout, Timer::Abandon)),
         };
@@ -173,7 +174,7 @@ async fn connection(
                 }
                 break;
             }
-            changed = watched.changed(), if closing.is_none() => {
+            changed = watched.changed() => {
                 if changed.is_err() {
                     // The service is gone with the connection.
                     break;
