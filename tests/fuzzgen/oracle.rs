@@ -281,18 +281,11 @@ impl Oracle {
             .as_ref()
             .err()
             .and_then(InvokeError::limit);
-        let counters = [
-            (Limit::Fuel, report.fuel_used.unwrap_or(0)),
-            (Limit::Memory, usage.peak_memory_bytes),
-            (Limit::TableElements, usage.table_elements),
-            (Limit::CacheCalls, usage.cache_calls),
-            (Limit::CacheWriteBytes, usage.cache_write_bytes),
-            (Limit::ReadBytes, usage.read_bytes),
-            (Limit::OutputBytes, usage.output_bytes),
-            (Limit::LogLines, usage.log_lines),
-            (Limit::MetadataEntries, usage.metadata_entries),
-            (Limit::DerivedArtifacts, usage.derived_artifacts),
-        ];
+        // Time is checked against the wall clock apart, with its slack.
+        let counters = Limit::ALL
+            .into_iter()
+            .filter(|limit| *limit != Limit::Timeout)
+            .map(|limit| (limit, report.used(limit).unwrap_or(0)));
         for (limit, used) in counters {
             let allowed = limit.allowed_in(&budget);
             if used > allowed && stopped != Some(limit) {
