@@ -53,12 +53,13 @@ impl HookKind {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: String,
         /// The OS error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// Larger than the runtime accepts.
     #[error("component is {size} bytes; the limit is {limit}")]
@@ -195,9 +196,9 @@ impl PluginRuntime {
         budget: Budget,
         cache: PluginCache,
     ) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         self.load(name, &bytes, budget, cache)
     }
