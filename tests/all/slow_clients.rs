@@ -443,3 +443,31 @@ async fn a_client_that_stops_reading_a_download_is_dropped() {
     server.upload_picture(BOB, "", 201).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_begins_as_its_connection_idles_out_still_completes() {
+    let server = start(|_| {}).await;
+    let mut stream = connect(&server).await;
+    // The head starts at once but is completed only after the keep-alive
+    // timer has closed the connection gracefully (hyper keeps it for the
+    // request whose head is arriving), well within the header timeout.
+    let head = upload_head(ALICE, 10);
+    let (first, rest) = head.split_at(10);
+    stream.write_all(first.as_bytes()).await.unwrap();
+    // The client's pace.
+    tokio::time::sleep(KEEP_ALIVE + Duration::from_millis(200)).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    // Then a body that takes longer than the write and header timeouts
+    // together, a byte every 300 ms (within the body read timeout).
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    let raw = read_until_closed(&mut stream, SLACK)
+        .await
+        .expect("the connection is closed after its last request");
+    let (status, body) = parse_response(&raw);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["size"], 10, "{body}");
+    server.stop().await;
+}
