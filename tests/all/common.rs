@@ -232,6 +232,7 @@ where
         if std::time::Instant::now() >= deadline {
             return None;
         }
+        // The polling interval.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

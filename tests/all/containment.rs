@@ -136,7 +136,7 @@ async fn cache_storm_is_quarantined_after_three_stops_and_an_operator_re_enables
         plugin_state(&server, "cache-storm").await["counters"]["invocations"],
         3
     );
-    let metrics = server.get(ALICE, "/metrics").await.text().await.unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("airlock_plugin_active{plugin=\"cache-storm\"} 0"),
         "{metrics}"

@@ -8,17 +8,8 @@ use crate::harness::*;
 
 /// How many post-store invocations of `plugin` the server has finished.
 async fn invocations(server: &TestServer, plugin: &str) -> u64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let prefix = format!("airlock_plugin_invocations_total{{plugin=\"{plugin}\"");
-    text.lines()
-        .filter(|line| line.starts_with(&prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    server.metric(&prefix).await as u64
 }
 
 async fn deletes_right_after_201_stay_deleted(backends: Backends) {

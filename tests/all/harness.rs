@@ -279,6 +279,22 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.get("", "/metrics").await.text().await.unwrap()
+    }
+
+    /// The sum of the samples of `/metrics` whose name and labels start
+    /// with `prefix` (0 when there is none).
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Stops gracefully (drains the post-store queue).
     pub async fn stop(self) {
         drop(self.stop_keeping_files().await);

@@ -417,7 +417,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready["storage"]["status"], "ok");
     assert_eq!(ready["cache"]["backend"], "memory");
     server.upload_picture(ALICE, "&wait=true", 201).await;
-    let metrics = server.get(ALICE, "/metrics").await.text().await.unwrap();
+    let metrics = server.metrics().await;
     for needle in [
         "airlock_uploads_total{status=\"201\"} 1",
         "airlock_upload_duration_seconds_count 1",

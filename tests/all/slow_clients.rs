@@ -100,19 +100,6 @@ fn parse_response(raw: &[u8]) -> (u16, serde_json::Value) {
     (status, json)
 }
 
-async fn metrics(server: &TestServer) -> String {
-    server.get("", "/metrics").await.text().await.unwrap()
-}
-
-/// The value of the sample `name` (with its labels) in `/metrics`.
-async fn metric(server: &TestServer, name: &str) -> f64 {
-    metrics(server)
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
     let server = start(|_| {}).await;
@@ -130,7 +117,7 @@ async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
             if writer.write_all(&[*byte]).await.is_err() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await; // the client's pace, not a wait
         }
     });
     let closed = tokio::time::timeout(HEADER_TIMEOUT + SLACK, async {
@@ -155,11 +142,9 @@ async fn slow_headers_are_cut_off_at_the_header_read_timeout() {
         started.elapsed()
     );
     assert!(
-        metric(
-            &server,
-            "airlock_http_connection_timeouts_total{kind=\"header_read\"}"
-        )
-        .await
+        server
+            .metric("airlock_http_connection_timeouts_total{kind=\"header_read\"}")
+            .await
             >= 1.0
     );
     server.stop().await;
@@ -202,18 +187,16 @@ async fn idle_connections_are_closed_while_uploads_go_through() {
             opened.elapsed()
         );
     }
-    let closed = metric(
-        &server,
-        "airlock_http_connection_timeouts_total{kind=\"keep_alive\"}",
-    )
-    .await;
+    let closed = server
+        .metric("airlock_http_connection_timeouts_total{kind=\"keep_alive\"}")
+        .await;
     assert!(closed >= 101.0, "{closed} keep-alive closes counted");
     // In the end only the connection that reads /metrics is open.
     let only_one = eventually(SLACK, || async {
-        (metric(&server, "airlock_http_connections_open").await == 1.0).then_some(())
+        (server.metric("airlock_http_connections_open").await == 1.0).then_some(())
     })
     .await;
-    assert!(only_one.is_some(), "{}", metrics(&server).await);
+    assert!(only_one.is_some(), "{}", server.metrics().await);
     server.stop().await;
 }
 
@@ -256,7 +239,7 @@ async fn a_trickled_body_gets_408_at_the_upload_deadline() {
     // days for the declared megabyte.
     let trickle = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await; // the client's pace, not a wait
             if writer.write_all(b"x").await.is_err() {
                 break;
             }
@@ -426,15 +409,13 @@ async fn a_client_that_stops_reading_a_download_is_dropped() {
         .unwrap();
     // It reads nothing; the server gives up on it.
     let dropped = eventually(WRITE + SLACK, || async {
-        let n = metric(
-            &server,
-            "airlock_http_connection_timeouts_total{kind=\"write\"}",
-        )
-        .await;
+        let n = server
+            .metric("airlock_http_connection_timeouts_total{kind=\"write\"}")
+            .await;
         (n >= 1.0).then_some(())
     })
     .await;
-    assert!(dropped.is_some(), "{}", metrics(&server).await);
+    assert!(dropped.is_some(), "{}", server.metrics().await);
     let got = read_until_closed(&mut stream, SLACK)
         .await
         .expect("the connection is closed");
@@ -454,13 +435,19 @@ async fn a_request_that_begins_as_its_connection_idles_out_still_completes() {
     let head = upload_head(ALICE, 10);
     let (first, rest) = head.split_at(10);
     stream.write_all(first.as_bytes()).await.unwrap();
-    // The client's pace.
-    tokio::time::sleep(KEEP_ALIVE + Duration::from_millis(200)).await;
+    let idled_out = eventually(HEADER_TIMEOUT, || async {
+        let closed = server
+            .metric("airlock_http_connection_timeouts_total{kind=\"keep_alive\"}")
+            .await;
+        (closed >= 1.0).then_some(())
+    })
+    .await;
+    assert!(idled_out.is_some(), "{}", server.metrics().await);
     stream.write_all(rest.as_bytes()).await.unwrap();
     // Then a body that takes longer than the write and header timeouts
     // together, a byte every 300 ms (within the body read timeout).
     for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // the client's pace, not a wait
         stream.write_all(b"x").await.unwrap();
     }
     let raw = read_until_closed(&mut stream, SLACK)
