@@ -123,31 +123,23 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError> {
-        let Put {
-            namespace,
-            key,
-            value,
-            ttl,
-            mode,
-            quota,
-        } = put;
         let _guard = self.write_lock.lock().await;
-        let key: Arc<str> = key.into();
+        let key: Arc<str> = put.key.into();
         let old = self.entries.get(&key).await.map(|e| e.weight(&key));
-        if mode == PutMode::IfAbsent && old.is_some() {
+        if put.mode == PutMode::IfAbsent && old.is_some() {
             return Ok(PutOutcome::Present);
         }
         let entry = Entry {
-            value,
-            namespace: namespace.into(),
-            ttl,
+            value: put.value,
+            namespace: put.namespace.into(),
+            ttl: put.ttl,
         };
         let weight = entry.weight(&key);
-        let fits = |usage: Usage| within_quota((usage.keys, usage.bytes), old, weight, quota);
-        if !fits(self.usage_of(namespace)) {
+        let fits = |usage: Usage| within_quota((usage.keys, usage.bytes), old, weight, put.quota);
+        if !fits(self.usage_of(put.namespace)) {
             // Expired entries are un-counted lazily; settle them before refusing.
             self.entries.run_pending_tasks().await;
-            if !fits(self.usage_of(namespace)) {
+            if !fits(self.usage_of(put.namespace)) {
                 return Ok(PutOutcome::OverQuota);
             }
         }

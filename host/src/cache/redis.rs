@@ -111,31 +111,25 @@ impl CacheBackend for RedisBackend {
     }
 
     async fn put(&self, put: Put<'_>) -> Result<PutOutcome, BackendError> {
-        let Put {
-            namespace,
-            key,
-            value,
-            ttl,
-            mode,
-            quota,
-        } = put;
-        let [index, sizes] = Self::accounting_keys(namespace);
-        let mode = match mode {
+        let [index, sizes] = Self::accounting_keys(put.namespace);
+        let mode = match put.mode {
             PutMode::Overwrite => "set",
             PutMode::IfAbsent => "add",
         };
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = u64::try_from(put.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut conn = self.connection.clone();
         let outcome: i64 = self
             .put
-            .key(key)
+            .key(put.key)
             .key(index)
             .key(sizes)
-            .arg(value.as_ref())
+            .arg(put.value.as_ref())
             .arg(ttl_ms)
             .arg(mode)
-            .arg(quota.max_keys)
-            .arg(quota.max_bytes)
+            .arg(put.quota.max_keys)
+            .arg(put.quota.max_bytes)
             .invoke_async(&mut conn)
             .await
             .map_err(failed("put script"))?;

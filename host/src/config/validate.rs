@@ -86,18 +86,7 @@ impl Config {
         let mut keys = HashSet::new();
         for (i, client) in self.clients.iter().enumerate() {
             let at = |field: &str| format!("clients[{i}].{field}");
-            if !valid_name(&client.name) {
-                return Err(invalid(
-                    at("name"),
-                    format!("{:?} must match [a-z0-9_-]{{1,64}}", client.name),
-                ));
-            }
-            if !names.insert(client.name.as_str()) {
-                return Err(invalid(
-                    at("name"),
-                    format!("{:?} is used twice", client.name),
-                ));
-            }
+            unique_name(&client.name, &mut names, || at("name"))?;
             if client.api_key.len() < 16 {
                 return Err(invalid(
                     at("api_key"),
@@ -122,18 +111,7 @@ impl Config {
         let mut plugins = HashSet::new();
         for (i, plugin) in self.plugins.iter().enumerate() {
             let at = |field: &str| format!("plugins[{i}].{field}");
-            if !valid_name(&plugin.name) {
-                return Err(invalid(
-                    at("name"),
-                    format!("{:?} must match [a-z0-9_-]{{1,64}}", plugin.name),
-                ));
-            }
-            if !plugins.insert(plugin.name.as_str()) {
-                return Err(invalid(
-                    at("name"),
-                    format!("{:?} is used twice", plugin.name),
-                ));
-            }
+            unique_name(&plugin.name, &mut plugins, || at("name"))?;
             if plugin.budget.memory_bytes > self.runtime.max_memory_bytes {
                 return Err(invalid(
                     at("budget.memory_bytes"),
@@ -149,6 +127,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks `name` is a valid name not in `seen`, and adds it; `key` names
+/// the setting in the error.
+fn unique_name<'a>(
+    name: &'a str,
+    seen: &mut HashSet<&'a str>,
+    key: impl Fn() -> String,
+) -> Result<(), ConfigError> {
+    if !valid_name(name) {
+        return Err(invalid(
+            key(),
+            format!("{name:?} must match [a-z0-9_-]{{1,64}}"),
+        ));
+    }
+    if !seen.insert(name) {
+        return Err(invalid(key(), format!("{name:?} is used twice")));
+    }
+    Ok(())
 }
 
 /// Plugin and client names: `[a-z0-9_-]{1,64}`.

@@ -74,7 +74,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431.
 async fn limit_head(request: Request, next: Next) -> Response {
-    let head = request.uri().to_string().len()
+    let uri = request.uri();
+    let head = uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + request
             .headers()
             .iter()
