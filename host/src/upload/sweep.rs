@@ -35,34 +35,8 @@ pub async fn sweep(
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = SweepReport::default();
-    let mut group = Group::default();
-    let mut pages = store.list(keys::UPLOADS);
-    while let Some(page) = pages.next().await {
-        for listed in page? {
-            let Some(id) = upload_id(&listed.key) else {
-                continue;
-            };
-            if group.id != id {
-                group.settle(store, cutoff, &mut report).await?;
-                group = Group {
-                    id: id.to_string(),
-                    ..Group::default()
-                };
-            }
-            group.add(listed);
-        }
-    }
-    group.settle(store, cutoff, &mut report).await?;
-    drop(pages);
-
-    let mut pages = store.list(keys::TOMBSTONES);
-    while let Some(page) = pages.next().await {
-        for tombstone in page?.iter().filter(|t| t.modified < cutoff) {
-            store.delete(&tombstone.key).await?;
-            report.tombstones += 1;
-        }
-    }
-
+    // What was removed is counted even when the sweep stops part-way.
+    let swept = sweep_into(store, cutoff, &mut report).await;
     metrics.orphans_swept("content", report.content);
     metrics.orphans_swept("derived", report.derived);
     metrics.orphans_swept("tombstone", report.tombstones);
@@ -74,7 +48,44 @@ pub async fn sweep(
             "swept orphaned objects"
         );
     }
-    Ok(report)
+    swept.map(|()| report)
+}
+
+/// Sweeps older than `cutoff`, adding what it removes to `report`.
+async fn sweep_into(
+    store: &dyn BlobStore,
+    cutoff: SystemTime,
+    report: &mut SweepReport,
+) -> Result<(), StorageError> {
+    let mut group = Group::default();
+    let mut pages = store.list(keys::UPLOADS);
+    while let Some(page) = pages.next().await {
+        for listed in page? {
+            let Some(id) = upload_id(&listed.key) else {
+                continue;
+            };
+            if group.id != id {
+                group.settle(store, cutoff, report).await?;
+                group = Group {
+                    id: id.to_string(),
+                    ..Group::default()
+                };
+            }
+            group.add(listed);
+        }
+    }
+    group.settle(store, cutoff, report).await?;
+    drop(pages);
+
+    let mut pages = store.list(keys::TOMBSTONES);
+    while let Some(page) = pages.next().await {
+        for tombstone in page?.iter().filter(|t| t.modified < cutoff) {
+            store.delete(&tombstone.key).await?;
+            report.tombstones += 1;
+        }
+    }
+
+    Ok(())
 }
 
 /// The id of an upload object's key.
