@@ -6,6 +6,7 @@
 
 mod local;
 mod s3;
+pub mod staging;
 mod walk;
 
 use std::ops::Range;
@@ -18,7 +19,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub use self::local::LocalStore;
-pub use self::s3::{S3Settings, S3Store};
+pub use self::s3::{S3Settings, S3Staging, S3Store};
+pub use self::staging::{Appended, Body, LocalStaging, Staged, Staging};
 
 /// A stream of object bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -57,6 +59,10 @@ pub enum StorageError {
         /// The object's size.
         size: u64,
     },
+    /// The object is not in the state the operation needs (a staged upload
+    /// whose length is not the one the caller expected).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A key that is not one the host builds.
     #[error("invalid storage key: {0}")]
     InvalidKey(String),

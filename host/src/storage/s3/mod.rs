@@ -7,6 +7,7 @@
 mod errors;
 mod multipart;
 mod settings;
+mod staging;
 
 use std::ops::Range;
 use std::path::Path;
@@ -28,6 +29,7 @@ use tokio_util::io::ReaderStream;
 use self::errors::{is_not_found, is_range_error, object_error, sdk_error};
 use self::multipart::MIN_PART_SIZE;
 pub use self::settings::S3Settings;
+pub use self::staging::S3Staging;
 use super::{
     BlobStore, ByteStream, ListPages, Listed, Object, StorageError, check_key, check_prefix,
 };

@@ -162,7 +162,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+pub(super) async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
     let aborted = client
         .abort_multipart_upload()
         .bucket(bucket)

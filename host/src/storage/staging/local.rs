@@ -1,0 +1,331 @@
+//! Staging on local disk: per upload, in a dot-named directory under the
+//! store's root (so on its filesystem, and never a key), `ID.bin` holds the
+//! bytes, `ID.info` the caller's descriptor and `ID.state` where the bytes
+//! go once complete. The staged length is the length of `ID.bin`; an
+//! upload is completed by renaming it into the store.
+
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+
+use super::{Appended, Body, Staged, Staging, check_id};
+use crate::storage::{BlobStore, ByteStream, ListPages, Listed, LocalStore, StorageError};
+
+/// Write buffer of an append: few, large writes.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Read buffer of [`Staging::read`].
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where an upload's bytes go, and whether they went.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    target: Option<String>,
+    completed: bool,
+    /// The length once completed (the bytes may have moved).
+    length: u64,
+}
+
+/// Resumable uploads staged on the local disk of a [`LocalStore`].
+#[derive(Debug, Clone)]
+pub struct LocalStaging {
+    dir: PathBuf,
+    store: LocalStore,
+}
+
+impl LocalStaging {
+    /// Stages in `.tus` under the root of `store`, which takes the bytes of
+    /// completed uploads.
+    pub async fn open(store: LocalStore) -> Result<Self, StorageError> {
+        let dir = store.root().join(".tus");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("creating", &dir, e))?;
+        Ok(Self { dir, store })
+    }
+
+    fn path(&self, id: &str, ext: &str) -> Result<PathBuf, StorageError> {
+        check_id(id)?;
+        Ok(self.dir.join(format!("{id}.{ext}")))
+    }
+
+    async fn state(&self, id: &str) -> Result<State, StorageError> {
+        let path = self.path(id, "state")?;
+        let bytes = read(&path, id).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))
+    }
+
+    async fn write_state(&self, id: &str, state: &State) -> Result<(), StorageError> {
+        let path = self.path(id, "state")?;
+        let json = serde_json::to_vec(state)
+            .map_err(|e| StorageError::unavailable("serializing a staging state", e))?;
+        write_atomic(&self.dir, &path, json.into()).await
+    }
+}
+
+#[async_trait]
+impl Staging for LocalStaging {
+    async fn create(
+        &self,
+        id: &str,
+        info: Bytes,
+        target: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let bin = self.path(id, "bin")?;
+        if let Some(target) = target {
+            // Refused now rather than when the upload completes.
+            self.store.path_of(target)?;
+        }
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&bin)
+            .await
+            .map_err(|e| io_error("creating", &bin, e))?;
+        let state = State {
+            target: target.map(str::to_string),
+            ..State::default()
+        };
+        self.write_state(id, &state).await?;
+        write_atomic(&self.dir, &self.path(id, "info")?, info).await
+    }
+
+    async fn load(&self, id: &str) -> Result<Staged, StorageError> {
+        let info = read(&self.path(id, "info")?, id).await?;
+        let state = self.state(id).await?;
+        // Once completed the bytes may have moved: the state has the length.
+        let (path, completed_length) = if state.completed {
+            (self.path(id, "state")?, Some(state.length))
+        } else {
+            (self.path(id, "bin")?, None)
+        };
+        let meta = match tokio::fs::metadata(&path).await {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(id.to_string()));
+            }
+            Err(e) => return Err(io_error("reading metadata of", &path, e)),
+        };
+        Ok(Staged {
+            info,
+            offset: completed_length.unwrap_or(meta.len()),
+            completed: state.completed,
+            modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
+        })
+    }
+
+    async fn set_info(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
+        let path = self.path(id, "info")?;
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(StorageError::NotFound(id.to_string()));
+        }
+        write_atomic(&self.dir, &path, info).await
+    }
+
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: Body<'_>,
+    ) -> Result<Box<dyn Appended>, StorageError> {
+        let path = self.path(id, "bin")?;
+        let mut file = match tokio::fs::OpenOptions::new().write(true).open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(id.to_string()));
+            }
+            Err(e) => return Err(io_error("opening", &path, e)),
+        };
+        let staged = file
+            .metadata()
+            .await
+            .map_err(|e| io_error("reading metadata of", &path, e))?
+            .len();
+        if staged != offset {
+            return Err(StorageError::Conflict(format!(
+                "{id} has {staged} bytes staged, not {offset}"
+            )));
+        }
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_error("seeking in", &path, e))?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut len = 0u64;
+        let written: io::Result<()> = async {
+            while let Some(Ok(chunk)) = body.next().await {
+                out.write_all(&chunk).await?;
+                len += chunk.len() as u64;
+            }
+            out.flush().await
+        }
+        .await;
+        let file = out.into_inner();
+        if let Err(e) = written {
+            // What was written is not all that arrived: drop it all.
+            if let Err(undo) = file.set_len(offset).await {
+                tracing::error!(path = %path.display(), error = %undo, "cannot truncate a failed append");
+            }
+            return Err(io_error("writing", &path, e));
+        }
+        Ok(Box::new(LocalAppended {
+            file,
+            path,
+            start: offset,
+            len,
+        }))
+    }
+
+    async fn complete(&self, id: &str) -> Result<(), StorageError> {
+        let mut state = self.state(id).await?;
+        if state.completed {
+            return Ok(());
+        }
+        let bin = self.path(id, "bin")?;
+        state.length = tokio::fs::metadata(&bin)
+            .await
+            .map_err(|e| io_error("reading metadata of", &bin, e))?
+            .len();
+        if let Some(target) = &state.target {
+            // A rename into the store, fsynced.
+            self.store
+                .put_file(target, &bin, "application/octet-stream")
+                .await?;
+        }
+        state.completed = true;
+        self.write_state(id, &state).await
+    }
+
+    async fn read(&self, id: &str) -> Result<ByteStream, StorageError> {
+        let state = self.state(id).await?;
+        if !state.completed || state.target.is_some() {
+            return Err(StorageError::Conflict(format!(
+                "{id} is not a completed staged upload"
+            )));
+        }
+        let path = self.path(id, "bin")?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error("opening", &path, e))?;
+        Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), StorageError> {
+        let moved = match self.state(id).await {
+            Ok(state) => state.completed && state.target.is_some(),
+            Err(StorageError::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        // The descriptor last: while it is there the upload can be found
+        // (and removed again).
+        let mut doomed = vec![self.path(id, "state")?, self.path(id, "info")?];
+        if !moved {
+            doomed.insert(0, self.path(id, "bin")?);
+        }
+        for path in doomed {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> ListPages<'_> {
+        let dir = self.dir.clone();
+        Box::pin(futures::stream::once(async move {
+            tokio::task::spawn_blocking(move || list_dir(&dir))
+                .await
+                .map_err(|e| StorageError::unavailable("local staging task failed", e))?
+        }))
+    }
+}
+
+/// The staged ids in `dir`, with when their bytes were last written.
+fn list_dir(dir: &Path) -> Result<Vec<Listed>, StorageError> {
+    let mut listed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))? {
+        let entry = entry.map_err(|e| io_error("listing", dir, e))?;
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".info")) else {
+            continue;
+        };
+        let bin = dir.join(format!("{id}.bin"));
+        let modified = std::fs::metadata(&bin)
+            .or_else(|_| entry.metadata())
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now());
+        listed.push(Listed {
+            key: id.to_string(),
+            modified,
+        });
+    }
+    listed.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(listed)
+}
+
+/// Bytes appended to `ID.bin`, not yet synced.
+struct LocalAppended {
+    file: tokio::fs::File,
+    path: PathBuf,
+    start: u64,
+    len: u64,
+}
+
+#[async_trait]
+impl Appended for LocalAppended {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn keep(self: Box<Self>) -> Result<u64, StorageError> {
+        self.file
+            .sync_data()
+            .await
+            .map_err(|e| io_error("syncing", &self.path, e))?;
+        Ok(self.start + self.len)
+    }
+
+    async fn discard(self: Box<Self>) {
+        if let Err(e) = self.file.set_len(self.start).await {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot drop discarded bytes");
+        }
+    }
+}
+
+async fn read(path: &Path, id: &str) -> Result<Bytes, StorageError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(bytes.into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::NotFound(id.to_string())),
+        Err(e) => Err(io_error("reading", path, e)),
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file in `dir`.
+async fn write_atomic(dir: &Path, path: &Path, bytes: Bytes) -> Result<(), StorageError> {
+    let (dir, path) = (dir.to_path_buf(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let write = || -> io::Result<()> {
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
+            io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| io_error("writing", &path, e))
+    })
+    .await
+    .map_err(|e| StorageError::unavailable("local staging task failed", e))?
+}
+
+fn io_error(action: &str, path: &Path, e: io::Error) -> StorageError {
+    StorageError::unavailable(format!("{action} {}", path.display()), e)
+}
