@@ -88,6 +88,11 @@ impl RedisBackend {
         })
     }
 
+    /// The connection, for other users of the same server (locks).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     fn accounting_keys(namespace: &str) -> [String; 2] {
         [format!("{namespace}#keys"), format!("{namespace}#sizes")]
     }
