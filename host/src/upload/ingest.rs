@@ -33,6 +33,28 @@ pub struct Ingested {
     pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
 }
 
+/// An upload whose bytes have all arrived.
+pub(super) struct Arrival {
+    pub(super) id: String,
+    /// Already sanitized.
+    pub(super) filename: String,
+    /// Its essence.
+    pub(super) content_type: String,
+    pub(super) size: u64,
+    pub(super) sha256: String,
+    /// The bytes, for the processors.
+    pub(super) content: Arc<dyn ContentSource>,
+    pub(super) place: Place,
+}
+
+/// Where the bytes of an [`Arrival`] are.
+pub(super) enum Place {
+    /// In a temp file of this node, moved or copied to storage on commit.
+    Temp(tempfile::TempPath),
+    /// At the upload's content key already (removed if the upload fails).
+    Stored,
+}
+
 /// What the processors made of an upload (its metadata and content type
 /// are in the upload itself).
 struct Processed {
@@ -69,33 +91,78 @@ impl UploadService {
         let (size, sha256) = self
             .receive(admission, body, &temp, client.max_body_bytes)
             .await?;
-        let received = size;
-        let _slot = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(internal("waiting for a processing slot"))?;
-
-        let plugins = self.plugins();
-        let filename = sanitize_filename(filename);
-        let mut upload = UploadInfo {
-            id: id.clone(),
-            client: client.name.clone(),
-            filename,
-            content_type,
-            metadata: BTreeMap::new(),
-        };
         let file: Arc<dyn ContentSource> =
             Arc::new(FileContent::open(&temp).map_err(internal("opening the received file"))?);
+        self.accept(
+            client,
+            Arrival {
+                id,
+                filename: sanitize_filename(filename),
+                content_type,
+                size,
+                sha256,
+                content: file,
+                place: Place::Temp(temp),
+            },
+        )
+        .await
+    }
+
+    /// Runs an upload whose bytes have all arrived through the processors,
+    /// stores it and writes its record: the pipeline past receiving, the
+    /// same for every way in.
+    pub(super) async fn accept(
+        &self,
+        client: &Client,
+        arrival: Arrival,
+    ) -> Result<Ingested, UploadError> {
+        let Arrival {
+            id,
+            filename,
+            content_type,
+            size,
+            sha256,
+            content: file,
+            place,
+        } = arrival;
+        let content_key = keys::content(&id);
+        let stored = matches!(place, Place::Stored);
+        let received = size;
+        let processed = async {
+            let slot = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(internal("waiting for a processing slot"))?;
+            let plugins = self.plugins();
+            let mut upload = UploadInfo {
+                id: id.clone(),
+                client: client.name.clone(),
+                filename,
+                content_type,
+                metadata: BTreeMap::new(),
+            };
+            let processed = self.process(&plugins, &mut upload, file).await?;
+            Ok::<_, UploadError>((slot, plugins, upload, processed))
+        }
+        .await;
+        let (_slot, plugins, upload, processed) = match processed {
+            Ok(done) => done,
+            Err(err) => {
+                if stored {
+                    self.forget_content(&content_key).await;
+                }
+                return Err(err);
+            }
+        };
         let Processed {
             skipped,
             content,
             replaced,
-        } = self.process(&plugins, &mut upload, file).await?;
+        } = processed;
 
-        let content_key = keys::content(&id);
-        let (size, sha256, keep_temp) = match replaced {
-            Some(bytes) => {
+        let (size, sha256, keep_temp) = match (replaced, place) {
+            (Some(bytes), _) => {
                 let digest = hex::encode(Sha256::digest(&bytes));
                 let len = bytes.len() as u64;
                 self.store
@@ -103,7 +170,7 @@ impl UploadService {
                     .await?;
                 (len, digest, None)
             }
-            None => {
+            (None, Place::Temp(temp)) => {
                 self.store
                     .put_file(&content_key, &temp, &upload.content_type)
                     .await?;
@@ -111,6 +178,7 @@ impl UploadService {
                 // post-store hooks to read.
                 (size, sha256, Some(temp))
             }
+            (None, Place::Stored) => (size, sha256, None),
         };
         crash_point("after-content");
 
@@ -129,7 +197,7 @@ impl UploadService {
         let permit = self.reserve_post_store(&plugins, &mut record);
         if let Err(err) = self.write_record(&record).await {
             // Without its record the content is unreachable: don't leak it.
-            let _ = self.store.delete(&content_key).await;
+            self.forget_content(&content_key).await;
             return Err(err);
         }
         let post_store_done = permit.map(|permit| {
@@ -149,6 +217,13 @@ impl UploadService {
             received,
             post_store_done,
         })
+    }
+
+    /// Removes content no record will own (the orphan sweep would, later).
+    pub(super) async fn forget_content(&self, key: &str) {
+        if let Err(err) = self.store.delete(key).await {
+            tracing::warn!(key, error = %chain(&err), "cannot remove content of a failed upload; the orphan sweep will");
+        }
     }
 
     /// Runs the processors in order on `content`; replacements chain.

@@ -9,6 +9,7 @@ mod names;
 mod plugins;
 mod post_store;
 mod record;
+mod stored;
 mod sweep;
 
 use std::ops::Range;
@@ -28,7 +29,9 @@ pub use self::plugins::{FailurePolicy, HookedPlugin, PluginSet};
 use self::post_store::PostStoreJob;
 pub use self::post_store::PostStoreWorkers;
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
+pub use self::stored::{StoredContent, StoredUpload};
 pub use self::sweep::{SweepReport, sweep};
+use crate::auth::Client;
 use crate::metrics::Metrics;
 use crate::storage::{BlobStore, Object, StorageError};
 
@@ -101,6 +104,22 @@ impl UploadService {
         range: Option<Range<u64>>,
     ) -> Result<Object, UploadError> {
         Ok(self.store.get(key, range).await?)
+    }
+
+    /// Admits one upload request of `client` (a resumable upload's PATCH),
+    /// or refuses it when the client has its share open already.
+    pub fn admit(&self, client: &Client) -> Result<Admission, UploadError> {
+        self.open.admit(client, self.body_timeouts)
+    }
+
+    /// The storage.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    /// Counts `bytes` received from clients.
+    pub fn count_received(&self, bytes: u64) {
+        self.metrics.bytes_in(bytes);
     }
 
     /// Checks the storage answers (readiness).
