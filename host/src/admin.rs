@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::runtime::{HookKind, PluginRuntime};
 use crate::supervisor::{Containment, GuardCounters, PluginState, Violation};
+use crate::resumable::Resumable;
 use crate::upload::{FailurePolicy, UploadService};
 
 /// Where the configuration comes from, to read it again on reload.
@@ -97,6 +98,8 @@ pub struct ReloadReport {
 pub struct Running {
     /// The pipeline (plugins are swapped in it).
     pub service: Arc<UploadService>,
+    /// Resumable uploads, finished by `service`.
+    pub tus: Arc<Resumable>,
     /// API clients (swapped).
     pub clients: Arc<ApiClients>,
     /// The runtime that compiles the new plugins.

@@ -13,9 +13,11 @@ use crate::assemble::{StartError, clients_for, load_plugins};
 use crate::auth::digest;
 use crate::cache::{CacheBackend, MemoryBackend, RedisBackend};
 use crate::config::{CacheBackendKind, Config, StorageBackend};
+use crate::lock::{Locks, RedisLocks};
 use crate::metrics::Metrics;
+use crate::resumable::{Resumable, Settings as TusSettings};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
-use crate::storage::{BlobStore, LocalStore, S3Store};
+use crate::storage::{BlobStore, LocalStaging, LocalStore, S3Staging, S3Store, Staging};
 use crate::upload::{BodyTimeouts, PipelineLimits, PostStoreWorkers, UploadService};
 
 /// A built service, ready to serve.
@@ -29,6 +31,8 @@ pub struct App {
     store: Arc<dyn BlobStore>,
     workers: PostStoreWorkers,
     sweep: SweepSchedule,
+    /// How often expired resumable uploads are removed.
+    expiry_every: Duration,
 }
 
 /// When the orphan sweep runs and what it removes.
@@ -54,22 +58,41 @@ impl App {
         config.validate()?;
         let embedded = matches!(source, ConfigSource::Embedded(_));
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn BlobStore> = match config.storage.backend {
-            StorageBackend::Local => Arc::new(LocalStore::open(&config.storage.path).await?),
-            StorageBackend::S3 => Arc::new(S3Store::connect(&config.storage.s3).await?),
-        };
+        let (store, staging): (Arc<dyn BlobStore>, Arc<dyn Staging>) =
+            match config.storage.backend {
+                StorageBackend::Local => {
+                    let local = LocalStore::open(&config.storage.path).await?;
+                    (
+                        Arc::new(local.clone()),
+                        Arc::new(LocalStaging::open(local).await?),
+                    )
+                }
+                StorageBackend::S3 => {
+                    let s3 = S3Store::connect(&config.storage.s3).await?;
+                    (Arc::new(s3.clone()), Arc::new(S3Staging::new(s3)))
+                }
+            };
         let op_timeout = Duration::from_millis(config.cache.op_timeout_ms);
-        let cache: Arc<dyn CacheBackend> = match config.cache.backend {
-            CacheBackendKind::Memory => {
-                Arc::new(MemoryBackend::new(config.cache.memory_capacity_bytes))
-            }
-            CacheBackendKind::Redis => Arc::new(
-                RedisBackend::connect(
+        let lock_ttl = Duration::from_millis(config.tus.lock_ttl_ms);
+        let (cache, locks): (Arc<dyn CacheBackend>, Locks) = match config.cache.backend {
+            CacheBackendKind::Memory => (
+                Arc::new(MemoryBackend::new(config.cache.memory_capacity_bytes)),
+                Locks::in_process(lock_ttl),
+            ),
+            CacheBackendKind::Redis => {
+                let redis = RedisBackend::connect(
                     &config.cache.redis_url,
                     op_timeout.max(Duration::from_secs(2)),
                 )
-                .await?,
-            ),
+                .await?;
+                // Plugins' keys are `<prefix>:<plugin>:<key>` with a
+                // non-empty name: none can start with `<prefix>::`.
+                let locks = RedisLocks::new(
+                    redis.connection(),
+                    &format!("{}::lock:", config.cache.prefix),
+                );
+                (Arc::new(redis), Locks::new(Arc::new(locks), lock_ttl))
+            }
         };
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig {
             fuel_metering: true,
@@ -98,8 +121,20 @@ impl App {
         )
         .await?;
         let clients = Arc::new(clients_for(config)?);
+        let tus = Arc::new(Resumable::new(
+            staging,
+            locks,
+            Arc::clone(&service),
+            Arc::clone(&metrics),
+            TusSettings {
+                expiration: Duration::from_secs(config.tus.expiration_seconds),
+                lock_wait: Duration::from_millis(config.tus.lock_wait_ms),
+                max_size: config.tus_max_size(),
+            },
+        ));
         let running = Arc::new(Running {
             service,
+            tus,
             clients,
             runtime,
             cache,
@@ -123,14 +158,20 @@ impl App {
                 every: (config.storage.orphan_sweep_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.storage.orphan_sweep_interval_seconds)),
             },
+            expiry_every: Duration::from_secs(config.tus.expiry_sweep_interval_seconds),
         })
     }
 
-    /// Starts the background work of a serving instance: reload on SIGHUP
-    /// and the orphan sweep. It stops when the handle is dropped.
+    /// Starts the background work of a serving instance: reload on SIGHUP,
+    /// the orphan sweep and the expiry of resumable uploads. It stops when
+    /// the handle is dropped.
     pub fn start_background(&self) -> Background {
         Background(vec![
             tokio::spawn(reload_on_sighup(Arc::clone(&self.admin))),
+            tokio::spawn(expire_resumable(
+                Arc::clone(&self.running.tus),
+                self.expiry_every,
+            )),
             tokio::spawn(sweep_orphans(
                 Arc::clone(&self.store),
                 Arc::clone(&self.running.metrics),
@@ -187,6 +228,16 @@ async fn sweep_orphans(store: Arc<dyn BlobStore>, metrics: Arc<Metrics>, schedul
             tracing::warn!(error = %crate::text::chain(&err), "orphan sweep failed");
         }
         let Some(every) = schedule.every else { return };
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Removes expired resumable uploads every `every` (at start first).
+async fn expire_resumable(tus: Arc<Resumable>, every: Duration) {
+    loop {
+        if let Err(err) = tus.sweep_expired().await {
+            tracing::warn!(error = %crate::text::chain(&err), "expiry of resumable uploads failed");
+        }
         tokio::time::sleep(every).await;
     }
 }

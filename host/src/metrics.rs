@@ -20,6 +20,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabel {
     plugin: String,
 }
@@ -60,6 +65,8 @@ pub struct Metrics {
     connections_open: Gauge,
     connection_timeouts: Family<KindLabel, Counter>,
     orphans_swept: Family<KindLabel, Counter>,
+    resumable: Family<EventLabel, Counter>,
+    resumable_bytes: Counter,
     invocations: Family<OutcomeLabels, Counter>,
     fuel: Family<PluginLabel, Counter>,
     cache_ops: Family<OpLabels, Counter>,
@@ -122,6 +129,18 @@ impl Metrics {
             "Stored objects removed because no record owns them: content, derived or tombstone",
             orphans_swept.clone(),
         );
+        let resumable = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "resumable_uploads",
+            "Resumable (tus) upload events: created, finished, expired, terminated, resumed, checksum_failed",
+            resumable.clone(),
+        );
+        let resumable_bytes = Counter::default();
+        registry.register(
+            "resumable_bytes",
+            "Bytes received in resumable (tus) uploads and kept",
+            resumable_bytes.clone(),
+        );
         let invocations = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "plugin_invocations",
@@ -169,6 +188,8 @@ impl Metrics {
             connections_open,
             connection_timeouts,
             orphans_swept,
+            resumable,
+            resumable_bytes,
             invocations,
             fuel,
             cache_ops,
@@ -229,6 +250,17 @@ impl Metrics {
         self.orphans_swept
             .get_or_create(&KindLabel { kind })
             .inc_by(n);
+    }
+
+    /// A resumable upload `event` happened (`created`, `finished`,
+    /// `expired`, `terminated`, `resumed`, `checksum_failed`).
+    pub fn resumable(&self, event: &'static str) {
+        self.resumable.get_or_create(&EventLabel { event }).inc();
+    }
+
+    /// `n` bytes of a resumable upload were received and kept.
+    pub fn resumable_bytes(&self, n: u64) {
+        self.resumable_bytes.inc_by(n);
     }
 
     /// Marks a plugin active (true) or not.

@@ -31,6 +31,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The plugins' shared cache.
     pub cache: CacheConfig,
+    /// Resumable uploads (the tus protocol, under `/v1/tus`).
+    pub tus: TusConfig,
     /// The WebAssembly runtime.
     pub runtime: RuntimeConfig,
     /// The operators' API.
@@ -138,6 +140,51 @@ pub enum StorageBackend {
     Local,
     /// S3 or an S3-compatible server.
     S3,
+}
+
+/// `[tus]`: resumable uploads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TusConfig {
+    /// An unfinished upload not written to for this long is removed with
+    /// its staged bytes (`Upload-Expires`).
+    pub expiration_seconds: u64,
+    /// How often expired uploads are looked for.
+    pub expiry_sweep_interval_seconds: u64,
+    /// The largest resumable upload (`Tus-Max-Size`); clients' own
+    /// `max_body_bytes` apply too. Default: the largest body any client
+    /// may send.
+    pub max_size_bytes: Option<u64>,
+    /// How long a request waits for another one writing to the same upload
+    /// before it gets 423.
+    pub lock_wait_ms: u64,
+    /// A lock whose holder stopped renewing it (a dead node) is free after
+    /// this long.
+    pub lock_ttl_ms: u64,
+}
+
+impl Default for TusConfig {
+    fn default() -> Self {
+        Self {
+            expiration_seconds: 24 * 3600,
+            expiry_sweep_interval_seconds: 600,
+            max_size_bytes: None,
+            lock_wait_ms: 3000,
+            lock_ttl_ms: 30_000,
+        }
+    }
+}
+
+impl Config {
+    /// The largest resumable upload.
+    pub fn tus_max_size(&self) -> u64 {
+        self.tus.max_size_bytes.unwrap_or_else(|| {
+            self.clients
+                .iter()
+                .filter_map(|c| c.max_body_bytes)
+                .fold(self.server.max_body_bytes, u64::max)
+        })
+    }
 }
 
 /// `[cache]`

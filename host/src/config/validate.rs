@@ -48,10 +48,19 @@ impl Config {
                 "storage.orphan_grace_seconds",
                 self.storage.orphan_grace_seconds,
             ),
+            ("tus.expiration_seconds", self.tus.expiration_seconds),
+            (
+                "tus.expiry_sweep_interval_seconds",
+                self.tus.expiry_sweep_interval_seconds,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if self.tus.lock_ttl_ms < 1000 {
+            // It is renewed every third of it, while a PATCH runs.
+            return Err(invalid("tus.lock_ttl_ms", "must be at least 1000"));
         }
         if self.server.keep_alive_timeout_ms > self.server.header_read_timeout_ms {
             // hyper's header timer also runs while a connection waits for
