@@ -8,6 +8,8 @@ use serde_json::json;
 
 use crate::admin::AdminError;
 use crate::text::{chain, escape_untrusted};
+use crate::resumable::TusError;
+use crate::storage::StorageError;
 use crate::upload::UploadError;
 
 /// An error returned to an API client.
@@ -55,6 +57,42 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl From<TusError> for ApiError {
+    fn from(err: TusError) -> Self {
+        let message = chain(&err);
+        let (status, code) = match err {
+            TusError::Upload(err) => return err.into(),
+            TusError::Storage(StorageError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            TusError::Storage(err) => return UploadError::from(err).into(),
+            TusError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            TusError::Expired => (StatusCode::GONE, "expired"),
+            TusError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "offset_mismatch"),
+            TusError::Finished => (StatusCode::CONFLICT, "finished"),
+            TusError::FinalUpload => (StatusCode::FORBIDDEN, "final_upload"),
+            TusError::PastLength { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "past_length"),
+            TusError::ChecksumMismatch => (checksum_mismatch(), "checksum_mismatch"),
+            TusError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            TusError::Locked => {
+                return Self::new(StatusCode::LOCKED, "locked", message)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            TusError::Lock(_) => (StatusCode::SERVICE_UNAVAILABLE, "lock_unavailable"),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+/// tus's "460 Checksum Mismatch".
+fn checksum_mismatch() -> StatusCode {
+    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 impl From<UploadError> for ApiError {

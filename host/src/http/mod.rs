@@ -9,6 +9,7 @@ mod objects;
 mod ops;
 mod run;
 mod server;
+mod tus;
 mod uploads;
 
 use std::sync::Arc;
@@ -52,8 +53,9 @@ impl From<&App> for AppState {
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(uploads::router())
+        .merge(tus::router())
         .merge(objects::router())
         .merge(admin::router())
         .merge(ops::router())
@@ -69,7 +71,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(limit_head))
         .layer(middleware::from_fn(trace_request))
-        .with_state(state)
+        .with_state(state);
+    // Before routing: it changes the method a request is routed by.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(tus::method_override))
 }
 
 /// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431.

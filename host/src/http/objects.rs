@@ -15,6 +15,7 @@ use futures::StreamExt;
 use super::auth::Caller;
 use super::extract::ApiPath;
 use super::{ApiError, AppState};
+use crate::auth::Client;
 use crate::upload::{UploadError, keys};
 
 /// The object routes.
@@ -30,15 +31,25 @@ async fn get_content(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = state.running.service.record(&client, &id).await?;
+    content(&state, &client, &id, &headers).await
+}
+
+/// The content of upload `id` of `client` (also served at its tus URL).
+pub(super) async fn content(
+    state: &AppState,
+    client: &Client,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = state.running.service.record(client, id).await?;
     let etag = format!("\"{}\"", record.sha256);
     serve_object(
-        &state,
-        &keys::content(&id),
+        state,
+        &keys::content(id),
         &record.upload.content_type,
         record.size,
         Some(&etag),
-        &headers,
+        headers,
     )
     .await
 }

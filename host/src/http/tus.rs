@@ -1,0 +1,391 @@
+//! Resumable uploads over tus 1.0.0 (<https://tus.io/protocols/resumable-upload>):
+//! core, creation, creation-with-upload, creation-defer-length,
+//! termination, checksum, expiration and concatenation, under `/v1/tus`.
+//! This file only translates headers; [`crate::resumable`] does the work.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{options, post};
+use serde_json::json;
+
+use super::auth::Caller;
+use super::extract::ApiPath;
+use super::{ApiError, AppState};
+use crate::auth::Client;
+use crate::resumable::{ALGORITHMS, Checksum, Concat, Creation, Patch, Status, TusError};
+use crate::upload::{Ingested, valid_id};
+
+/// The protocol version spoken.
+const VERSION: &str = "1.0.0";
+/// The extensions implemented.
+const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation";
+/// The body type of a PATCH (and of creation-with-upload).
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+/// Where uploads live.
+const BASE: &str = "/v1/tus";
+
+const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
+const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
+const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
+const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
+const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
+const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
+const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
+const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
+/// Where a finished upload's record is (`/v1/uploads/<id>`).
+pub const UPLOAD_RECORD: HeaderName = HeaderName::from_static("upload-record");
+const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
+
+/// The tus routes; every response carries `Tus-Resumable`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, post(create).options(describe))
+        .route(
+            &format!("{BASE}/{{id}}"),
+            options(describe)
+                .head(head)
+                .patch(patch)
+                .delete(terminate)
+                .get(download),
+        )
+        .layer(axum::middleware::map_response(stamp))
+}
+
+/// Applies `X-HTTP-Method-Override` (for clients behind proxies that only
+/// pass GET and POST) on a POST to a tus URL, before routing.
+pub async fn method_override(mut request: Request) -> Request {
+    if request.method() == Method::POST
+        && request.uri().path().starts_with(BASE)
+        && let Some(method) = request
+            .headers()
+            .get(METHOD_OVERRIDE)
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+    {
+        *request.method_mut() = method;
+    }
+    request
+}
+
+async fn stamp(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(TUS_RESUMABLE, HeaderValue::from_static(VERSION));
+    response
+}
+
+/// An API client speaking tus 1.0.0: authenticated first, then its
+/// version checked (412 otherwise).
+struct TusCaller(Client);
+
+impl FromRequestParts<AppState> for TusCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Caller(client) = Caller::from_request_parts(parts, state).await?;
+        match parts.headers.get(TUS_RESUMABLE) {
+            Some(v) if v == VERSION => Ok(Self(client)),
+            _ => Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "unsupported_version",
+                format!("send `Tus-Resumable: {VERSION}`, the version this server speaks"),
+            )
+            .with_header(TUS_VERSION, HeaderValue::from_static(VERSION))),
+        }
+    }
+}
+
+/// OPTIONS: what this server supports.
+async fn describe(State(state): State<AppState>) -> Response {
+    let max = state.running.tus.settings().max_size;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(TUS_VERSION, HeaderValue::from_static(VERSION));
+    h.insert(
+        HeaderName::from_static("tus-extension"),
+        HeaderValue::from_static(EXTENSIONS),
+    );
+    h.insert(HeaderName::from_static("tus-max-size"), HeaderValue::from(max));
+    h.insert(
+        HeaderName::from_static("tus-checksum-algorithm"),
+        HeaderValue::from_static(ALGORITHMS),
+    );
+    response
+}
+
+/// POST: a new upload, possibly with its first bytes, or a concatenation.
+async fn create(
+    State(state): State<AppState>,
+    caller: Result<TusCaller, ApiError>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let TusCaller(client) = caller?;
+    let headers = request.headers();
+    let length = number(headers, &UPLOAD_LENGTH)?;
+    let deferred = match text(headers, &UPLOAD_DEFER_LENGTH)? {
+        None => false,
+        Some("1") => true,
+        Some(_) => return Err(bad("Upload-Defer-Length must be 1")),
+    };
+    let concat = concat(text(headers, &UPLOAD_CONCAT)?)?;
+    match (&concat, length, deferred) {
+        (Concat::Final(_), None, false) => {}
+        (Concat::Final(_), _, _) => {
+            return Err(bad(
+                "a final upload takes its length from its parts: no Upload-Length",
+            ));
+        }
+        (_, Some(_), true) => {
+            return Err(bad("send Upload-Length or Upload-Defer-Length, not both"));
+        }
+        (_, None, false) => return Err(bad("Upload-Length or Upload-Defer-Length is required")),
+        _ => {}
+    }
+    let creation = Creation {
+        length,
+        // tuspy sends an empty one when there is none.
+        metadata: text(headers, &UPLOAD_METADATA)?
+            .filter(|m| !m.trim().is_empty())
+            .map(str::to_string),
+        concat,
+    };
+    let with_body = is_offset_stream(headers);
+    let checksum = checksum(headers)?;
+    let tus = &state.running.tus;
+    let created = tus.create(&client, creation).await?;
+    let location = format!("{BASE}/{}", created.id);
+    let mut response = StatusCode::CREATED.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, value(&location));
+    if let Some(expires) = created.expires {
+        response
+            .headers_mut()
+            .insert(UPLOAD_EXPIRES, value(&httpdate::fmt_http_date(expires)));
+    }
+    if let Some(ingested) = created.finished {
+        return Ok(finished(response, &ingested));
+    }
+    if !with_body {
+        return Ok(response);
+    }
+    // creation-with-upload: the body is the first PATCH. If it fails the
+    // upload exists all the same: the error says where.
+    let patch = Patch {
+        offset: 0,
+        length: None,
+        checksum,
+    };
+    let body = request.into_body().into_data_stream();
+    match tus.append(&client, &created.id, patch, body).await {
+        Ok(patched) => {
+            let h = response.headers_mut();
+            h.insert(UPLOAD_OFFSET, HeaderValue::from(patched.offset));
+            if let Some(ingested) = patched.finished {
+                return Ok(finished(response, &ingested));
+            }
+            Ok(response)
+        }
+        Err(err) => Err(ApiError::from(err).with_header(header::LOCATION, value(&location))),
+    }
+}
+
+/// HEAD: where an upload stands.
+async fn head(
+    State(state): State<AppState>,
+    caller: Result<TusCaller, ApiError>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let TusCaller(client) = caller?;
+    let mut response = StatusCode::OK.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match state.running.tus.status(&client, &id).await? {
+        Status::Unfinished {
+            descriptor,
+            offset,
+            expires,
+        } => {
+            h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+            match descriptor.length {
+                Some(length) => h.insert(UPLOAD_LENGTH, HeaderValue::from(length)),
+                None => h.insert(UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
+            };
+            if let Some(metadata) = &descriptor.metadata {
+                h.insert(UPLOAD_METADATA, value(metadata));
+            }
+            match &descriptor.concat {
+                Concat::None => {}
+                Concat::Partial => {
+                    h.insert(UPLOAD_CONCAT, HeaderValue::from_static("partial"));
+                }
+                Concat::Final(parts) => {
+                    let urls: Vec<String> = parts.iter().map(|p| format!("{BASE}/{p}")).collect();
+                    h.insert(UPLOAD_CONCAT, value(&format!("final;{}", urls.join(" "))));
+                }
+            }
+            h.insert(UPLOAD_EXPIRES, value(&httpdate::fmt_http_date(expires)));
+        }
+        Status::Finished(record) => {
+            h.insert(UPLOAD_OFFSET, HeaderValue::from(record.size));
+            h.insert(UPLOAD_LENGTH, HeaderValue::from(record.size));
+            h.insert(UPLOAD_RECORD, value(&record_url(&id)));
+        }
+    }
+    Ok(response)
+}
+
+/// PATCH: the next bytes.
+async fn patch(
+    State(state): State<AppState>,
+    caller: Result<TusCaller, ApiError>,
+    ApiPath(id): ApiPath<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let TusCaller(client) = caller?;
+    let headers = request.headers();
+    if !is_offset_stream(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_type",
+            format!("a PATCH body must be `Content-Type: {OFFSET_STREAM}`"),
+        ));
+    }
+    let Some(offset) = number(headers, &UPLOAD_OFFSET)? else {
+        return Err(bad("Upload-Offset is required"));
+    };
+    let patch = Patch {
+        offset,
+        length: number(headers, &UPLOAD_LENGTH)?,
+        checksum: checksum(headers)?,
+    };
+    let body = request.into_body().into_data_stream();
+    let patched = state.running.tus.append(&client, &id, patch, body).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(UPLOAD_OFFSET, HeaderValue::from(patched.offset));
+    if let Some(expires) = patched.expires {
+        h.insert(UPLOAD_EXPIRES, value(&httpdate::fmt_http_date(expires)));
+    }
+    if patched.finished.is_some() {
+        h.insert(UPLOAD_RECORD, value(&record_url(&id)));
+    }
+    Ok(response)
+}
+
+/// DELETE: termination.
+async fn terminate(
+    State(state): State<AppState>,
+    caller: Result<TusCaller, ApiError>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let TusCaller(client) = caller?;
+    state.running.tus.terminate(&client, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET: a finished upload's content (as tusd serves it).
+async fn download(
+    State(state): State<AppState>,
+    Caller(client): Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    super::objects::content(&state, &client, &id, &headers).await
+}
+
+/// A response for a finished upload: where its record is, and the record.
+fn finished(mut response: Response, ingested: &Ingested) -> Response {
+    let id = &ingested.record.upload.id;
+    let h = response.headers_mut();
+    h.insert(UPLOAD_OFFSET, HeaderValue::from(ingested.received));
+    h.insert(UPLOAD_RECORD, value(&record_url(id)));
+    h.remove(UPLOAD_EXPIRES);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = json!(ingested.record).to_string();
+    *response.body_mut() = body.into();
+    response
+}
+
+fn record_url(id: &str) -> String {
+    format!("/v1/uploads/{id}")
+}
+
+/// Whether the body is an `application/offset+octet-stream`.
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_STREAM))
+}
+
+fn bad(message: &str) -> ApiError {
+    ApiError::from(TusError::bad_request(message))
+}
+
+/// A header as text, if present; 400 if it is not visible ASCII.
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| bad(&format!("{name} is not ASCII text")))
+        })
+        .transpose()
+}
+
+/// A header holding a non-negative integer, if present; 400 otherwise.
+fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, ApiError> {
+    text(headers, name)?
+        .map(|v| {
+            // Digits only: no sign, no spaces, no `+5`.
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(&format!("{name} must be a non-negative integer")));
+            }
+            v.parse()
+                .map_err(|_| bad(&format!("{name} is out of range")))
+        })
+        .transpose()
+}
+
+fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
+    Ok(text(headers, &UPLOAD_CHECKSUM)?
+        .map(Checksum::parse)
+        .transpose()?)
+}
+
+/// `Upload-Concat`: `partial`, or `final;` and the parts' URLs (absolute or
+/// paths) separated by spaces.
+fn concat(header: Option<&str>) -> Result<Concat, ApiError> {
+    let Some(header) = header else {
+        return Ok(Concat::None);
+    };
+    if header.trim() == "partial" {
+        return Ok(Concat::Partial);
+    }
+    let Some(urls) = header.trim().strip_prefix("final;") else {
+        return Err(bad("Upload-Concat must be `partial` or `final;URL URL…`"));
+    };
+    let parts = urls
+        .split_whitespace()
+        .map(|url| {
+            let path = url
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest.find('/').map_or("", |at| &rest[at..]));
+            path.strip_prefix(BASE)
+                .and_then(|p| p.strip_prefix('/'))
+                .filter(|id| valid_id(id))
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("Upload-Concat: `{url}` is not an upload URL of this server")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Concat::Final(parts))
+}
+
+fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
