@@ -6,8 +6,10 @@
 #
 # Installs (once, into ${AIRLOCK_CACHE:-~/.cache/airlock}, shared by every
 # checkout): Debian's Rust toolchain + wasm-tools for building plugins, the
-# Garage S3 server. Starts: Redis on 127.0.0.1:6379 if none answers there,
-# and a Garage single node on loopback for the run (stopped afterwards).
+# Garage S3 server, the real tus clients the tus tests drive (npm's
+# tus-js-client into tests/tus/node_modules, PyPI's tuspy into a venv).
+# Starts: Redis on 127.0.0.1:6379 if none answers there, and a Garage
+# single node on loopback for the run (stopped afterwards).
 # Garage builds in the background (log: ~/.cache/airlock/logs/).
 set -euo pipefail
 
@@ -36,6 +38,10 @@ garage_build=$!
 
 step "plugins: building every plugin under plugins/ into a component"
 scripts/build-plugins.sh
+
+step "test clients: tus-js-client (npm) and tuspy (PyPI) for the tus tests"
+AIRLOCK_TEST_TUSPY="$(scripts/install-test-clients.sh --print-python | tail -n 1)"
+export AIRLOCK_TEST_TUSPY
 
 step "redis: making sure one answers on 127.0.0.1:6379"
 scripts/redis.sh ensure

@@ -12,9 +12,9 @@ use crate::budget::Budget;
 use crate::cache::{BackendError, CacheBackend};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::resumable::Resumable;
 use crate::runtime::{HookKind, PluginRuntime};
 use crate::supervisor::{Containment, GuardCounters, PluginState, Violation};
-use crate::resumable::Resumable;
 use crate::upload::{FailurePolicy, UploadService};
 
 /// Where the configuration comes from, to read it again on reload.

@@ -58,20 +58,20 @@ impl App {
         config.validate()?;
         let embedded = matches!(source, ConfigSource::Embedded(_));
         let metrics = Arc::new(Metrics::new());
-        let (store, staging): (Arc<dyn BlobStore>, Arc<dyn Staging>) =
-            match config.storage.backend {
-                StorageBackend::Local => {
-                    let local = LocalStore::open(&config.storage.path).await?;
-                    (
-                        Arc::new(local.clone()),
-                        Arc::new(LocalStaging::open(local).await?),
-                    )
-                }
-                StorageBackend::S3 => {
-                    let s3 = S3Store::connect(&config.storage.s3).await?;
-                    (Arc::new(s3.clone()), Arc::new(S3Staging::new(s3)))
-                }
-            };
+        let (store, staging): (Arc<dyn BlobStore>, Arc<dyn Staging>) = match config.storage.backend
+        {
+            StorageBackend::Local => {
+                let local = LocalStore::open(&config.storage.path).await?;
+                (
+                    Arc::new(local.clone()),
+                    Arc::new(LocalStaging::open(local).await?),
+                )
+            }
+            StorageBackend::S3 => {
+                let s3 = S3Store::connect(&config.storage.s3).await?;
+                (Arc::new(s3.clone()), Arc::new(S3Staging::new(s3)))
+            }
+        };
         let op_timeout = Duration::from_millis(config.cache.op_timeout_ms);
         let lock_ttl = Duration::from_millis(config.tus.lock_ttl_ms);
         let (cache, locks): (Arc<dyn CacheBackend>, Locks) = match config.cache.backend {

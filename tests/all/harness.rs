@@ -319,3 +319,18 @@ pub async fn json(response: reqwest::Response, status: u16) -> serde_json::Value
     assert_eq!(got, status, "body: {text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// Runs each suite function as its own test, once per backend mix.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::harness::Backends::Local).await })*
+        }
+        mod s3_redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::harness::Backends::S3Redis).await })*
+        }
+    };
+}

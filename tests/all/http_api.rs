@@ -8,20 +8,7 @@ use bytes::Bytes;
 
 use crate::common::*;
 use crate::harness::*;
-
-/// Runs each suite function as its own test, once per backend mix.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod local {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backends::Local).await })*
-        }
-        mod s3_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backends::S3Redis).await })*
-        }
-    };
-}
+use crate::on_both_backends;
 
 on_both_backends!(
     raw_upload_round_trips_byte_exact,

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::admin::AdminError;
-use crate::text::{chain, escape_untrusted};
 use crate::resumable::TusError;
 use crate::storage::StorageError;
+use crate::text::{chain, escape_untrusted};
 use crate::upload::UploadError;
 
 /// An error returned to an API client.

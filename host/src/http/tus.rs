@@ -108,7 +108,10 @@ async fn describe(State(state): State<AppState>) -> Response {
         HeaderName::from_static("tus-extension"),
         HeaderValue::from_static(EXTENSIONS),
     );
-    h.insert(HeaderName::from_static("tus-max-size"), HeaderValue::from(max));
+    h.insert(
+        HeaderName::from_static("tus-max-size"),
+        HeaderValue::from(max),
+    );
     h.insert(
         HeaderName::from_static("tus-checksum-algorithm"),
         HeaderValue::from_static(ALGORITHMS),
@@ -230,8 +233,10 @@ async fn head(
             h.insert(UPLOAD_EXPIRES, value(&httpdate::fmt_http_date(expires)));
         }
         Status::Finished(record) => {
-            h.insert(UPLOAD_OFFSET, HeaderValue::from(record.size));
-            h.insert(UPLOAD_LENGTH, HeaderValue::from(record.size));
+            // What the client sent, even if a processor replaced it.
+            let length = record.received_size.unwrap_or(record.size);
+            h.insert(UPLOAD_OFFSET, HeaderValue::from(length));
+            h.insert(UPLOAD_LENGTH, HeaderValue::from(length));
             h.insert(UPLOAD_RECORD, value(&record_url(&id)));
         }
     }
@@ -304,7 +309,10 @@ fn finished(mut response: Response, ingested: &Ingested) -> Response {
     h.insert(UPLOAD_OFFSET, HeaderValue::from(ingested.received));
     h.insert(UPLOAD_RECORD, value(&record_url(id)));
     h.remove(UPLOAD_EXPIRES);
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let body = json!(ingested.record).to_string();
     *response.body_mut() = body.into();
     response
@@ -380,7 +388,11 @@ fn concat(header: Option<&str>) -> Result<Concat, ApiError> {
                 .and_then(|p| p.strip_prefix('/'))
                 .filter(|id| valid_id(id))
                 .map(str::to_string)
-                .ok_or_else(|| bad(&format!("Upload-Concat: `{url}` is not an upload URL of this server")))
+                .ok_or_else(|| {
+                    bad(&format!(
+                        "Upload-Concat: `{url}` is not an upload URL of this server"
+                    ))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Concat::Final(parts))

@@ -45,8 +45,7 @@ pub enum LockError {
 #[async_trait]
 pub trait LockBackend: Send + Sync + 'static {
     /// Takes `name` for `ttl` unless someone holds it; true if taken.
-    async fn try_acquire(&self, name: &str, token: &str, ttl: Duration)
-    -> Result<bool, LockError>;
+    async fn try_acquire(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, LockError>;
     /// Extends a lock still held with `token`; false if it was lost.
     async fn renew(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, LockError>;
     /// Releases a lock held with `token` (nothing if it was lost).
@@ -119,7 +118,9 @@ async fn renew(
                 return;
             }
             // It may still be renewed in time.
-            Err(e) => tracing::warn!(lock = %name, error = %crate::text::chain(&e), "cannot renew a lock"),
+            Err(e) => {
+                tracing::warn!(lock = %name, error = %crate::text::chain(&e), "cannot renew a lock")
+            }
         }
     }
 }
@@ -171,12 +172,7 @@ impl MemoryLocks {
 
 #[async_trait]
 impl LockBackend for MemoryLocks {
-    async fn try_acquire(
-        &self,
-        name: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, LockError> {
+    async fn try_acquire(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, LockError> {
         let now = Instant::now();
         Ok(self.with(|locks| {
             locks.retain(|_, (_, expires)| *expires > now);

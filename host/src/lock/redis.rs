@@ -60,12 +60,7 @@ fn millis(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl LockBackend for RedisLocks {
-    async fn try_acquire(
-        &self,
-        name: &str,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, LockError> {
+    async fn try_acquire(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, LockError> {
         let mut conn = self.connection.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(self.key(name))

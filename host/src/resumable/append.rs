@@ -96,7 +96,10 @@ impl Resumable {
         }
 
         let limit = client.max_body_bytes.min(self.settings.max_size);
-        let room = descriptor.length.unwrap_or(limit).saturating_sub(staged.offset);
+        let room = descriptor
+            .length
+            .unwrap_or(limit)
+            .saturating_sub(staged.offset);
         let too_much = move || match descriptor.length {
             Some(length) => TusError::PastLength { length },
             None => UploadError::TooLarge { limit }.into(),
@@ -119,7 +122,9 @@ impl Resumable {
             sha256,
             checksum,
             stop,
-        } = tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        } = tally
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // What the bytes are worth.
         let checksum_ok = match (&patch.checksum, checksum) {
             (Some(expected), Some(hasher)) => expected.matches(hasher),

@@ -71,10 +71,7 @@ impl Resumable {
             .create(&id, descriptor.to_bytes()?, Some(&keys::content(&id)))
             .await?;
         self.metrics.resumable("created");
-        let _lease = self
-            .locks
-            .acquire(&lock_name(&id), Duration::ZERO)
-            .await?;
+        let _lease = self.locks.acquire(&lock_name(&id), Duration::ZERO).await?;
         let digest = match self.copy_parts(&id, parts, length).await {
             Ok(digest) => digest,
             Err(err) => {
@@ -84,7 +81,9 @@ impl Resumable {
                 return Err(err);
             }
         };
-        let ingested = self.finish(client, &id, &descriptor, length, Some(digest)).await?;
+        let ingested = self
+            .finish(client, &id, &descriptor, length, Some(digest))
+            .await?;
         // The parts served their purpose (the protocol lets them go).
         for part in parts {
             if let Err(e) = self.staging.remove(part).await {
@@ -99,7 +98,12 @@ impl Resumable {
     }
 
     /// Appends each part's bytes to `id`, in order; their SHA-256.
-    async fn copy_parts(&self, id: &str, parts: &[String], length: u64) -> Result<Sha256, TusError> {
+    async fn copy_parts(
+        &self,
+        id: &str,
+        parts: &[String],
+        length: u64,
+    ) -> Result<Sha256, TusError> {
         let mut offset = 0;
         let mut digest = Sha256::default();
         for part in parts {
@@ -114,7 +118,13 @@ impl Resumable {
                 .append(
                     id,
                     offset,
-                    feed(bytes, None, room, move || TusError::PastLength { length }, &tally),
+                    feed(
+                        bytes,
+                        None,
+                        room,
+                        move || TusError::PastLength { length },
+                        &tally,
+                    ),
                 )
                 .await?;
             let tally = tally

@@ -91,15 +91,12 @@ impl Metadata {
                     truncate(key)
                 )));
             }
-            let value = value
-                .map(|v| STANDARD.decode(v))
-                .transpose()
-                .map_err(|_| {
-                    TusError::bad_request(format!(
-                        "Upload-Metadata: the value of `{}` is not base64",
-                        truncate(key)
-                    ))
-                })?;
+            let value = value.map(|v| STANDARD.decode(v)).transpose().map_err(|_| {
+                TusError::bad_request(format!(
+                    "Upload-Metadata: the value of `{}` is not base64",
+                    truncate(key)
+                ))
+            })?;
             if pairs.insert(key.to_string(), value).is_some() {
                 return Err(TusError::bad_request(format!(
                     "Upload-Metadata: key `{}` appears twice",
@@ -126,10 +123,7 @@ impl Metadata {
 
 /// A client's text cut short enough to quote in an error.
 fn truncate(text: &str) -> &str {
-    let end = text
-        .char_indices()
-        .nth(64)
-        .map_or(text.len(), |(at, _)| at);
+    let end = text.char_indices().nth(64).map_or(text.len(), |(at, _)| at);
     &text[..end]
 }
 
@@ -139,7 +133,9 @@ mod tests {
 
     #[test]
     fn metadata_pairs() {
-        let Ok(meta) = Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential") else {
+        let Ok(meta) =
+            Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
+        else {
             panic!("valid metadata refused");
         };
         assert_eq!(meta.text("filename"), Some("world_domination_plan.pdf"));

@@ -58,36 +58,39 @@ where
     E: Into<BoxError>,
 {
     let state = (body, too_much);
-    Box::pin(futures::stream::unfold(Some(state), move |state| async move {
-        let (mut body, too_much) = state?;
-        let next = match admission {
-            Some(admission) => admission.body_read(body.next()).await,
-            None => Ok(body.next().await),
-        };
-        let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-        let chunk = match next {
-            Ok(None) => return None,
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(e))) => {
-                let stop = Stop::Client(UploadError::Body(e.into()).into());
-                return Some((tally.stop(stop), None));
+    Box::pin(futures::stream::unfold(
+        Some(state),
+        move |state| async move {
+            let (mut body, too_much) = state?;
+            let next = match admission {
+                Some(admission) => admission.body_read(body.next()).await,
+                None => Ok(body.next().await),
+            };
+            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            let chunk = match next {
+                Ok(None) => return None,
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(e))) => {
+                    let stop = Stop::Client(UploadError::Body(e.into()).into());
+                    return Some((tally.stop(stop), None));
+                }
+                Err(timeout) => {
+                    return Some((tally.stop(Stop::Client(timeout.into())), None));
+                }
+            };
+            let len = chunk.len() as u64;
+            if tally.received.saturating_add(len) > room {
+                return Some((tally.stop(Stop::TooMuch(too_much())), None));
             }
-            Err(timeout) => {
-                return Some((tally.stop(Stop::Client(timeout.into())), None));
+            tally.received += len;
+            if let Some(sha256) = &mut tally.sha256 {
+                sha256.update(&chunk);
             }
-        };
-        let len = chunk.len() as u64;
-        if tally.received.saturating_add(len) > room {
-            return Some((tally.stop(Stop::TooMuch(too_much())), None));
-        }
-        tally.received += len;
-        if let Some(sha256) = &mut tally.sha256 {
-            sha256.update(&chunk);
-        }
-        if let Some(checksum) = &mut tally.checksum {
-            checksum.update(&chunk);
-        }
-        drop(tally);
-        Some((Ok(chunk), Some((body, too_much))))
-    }))
+            if let Some(checksum) = &mut tally.checksum {
+                checksum.update(&chunk);
+            }
+            drop(tally);
+            Some((Ok(chunk), Some((body, too_much))))
+        },
+    ))
 }

@@ -216,7 +216,10 @@ impl Resumable {
                     continue;
                 }
                 last.clone_from(&listed.key);
-                let Ok(_lease) = self.locks.acquire(&lock_name(&listed.key), Duration::ZERO).await
+                let Ok(_lease) = self
+                    .locks
+                    .acquire(&lock_name(&listed.key), Duration::ZERO)
+                    .await
                 else {
                     continue;
                 };
@@ -327,11 +330,7 @@ impl Resumable {
     /// SHA-256 of a completed upload's content, read from storage (its
     /// running digest was lost: appends came through another node).
     async fn hash_stored(&self, id: &str) -> Result<String, TusError> {
-        let object = self
-            .service
-            .store()
-            .get(&keys::content(id), None)
-            .await?;
+        let object = self.service.store().get(&keys::content(id), None).await?;
         let mut body = object.body;
         let mut digest = Sha256::new();
         while let Some(chunk) = body.next().await {

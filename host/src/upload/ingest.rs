@@ -184,6 +184,7 @@ impl UploadService {
 
         let mut record = UploadRecord {
             upload,
+            received_size: (size != received).then_some(received),
             size,
             sha256,
             created_at: SystemTime::now()

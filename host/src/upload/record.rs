@@ -18,6 +18,10 @@ pub struct UploadRecord {
     pub size: u64,
     /// SHA-256 of the stored bytes (hex).
     pub sha256: String,
+    /// Bytes the client sent, when a processor replaced them (so `size`
+    /// differs): where a resumable upload's client stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_size: Option<u64>,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     /// Plugins that did not run to completion on this upload, and why.

@@ -16,9 +16,9 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::S3Store;
 use super::errors::{object_error, sdk_error};
 use super::multipart::{MIN_PART_SIZE, abort_upload};
-use super::S3Store;
 use crate::storage::staging::{Appended, Body, Staged, Staging, check_id};
 use crate::storage::{BlobStore, ByteStream, ListPages, Listed, StorageError};
 
@@ -296,7 +296,10 @@ impl Staging for S3Staging {
                     let number = i32::try_from(parts.len() + 1).map_err(|_| {
                         StorageError::unavailable_bare(format!("s3: too many parts for {id}"))
                     })?;
-                    parts.push(self.upload_part(&state.target, &upload_id, number, tail).await?);
+                    parts.push(
+                        self.upload_part(&state.target, &upload_id, number, tail)
+                            .await?,
+                    );
                 }
                 let object = self.store.object_key(&state.target)?;
                 let completed = parts
@@ -397,7 +400,9 @@ impl Staging for S3Staging {
                     continue;
                 };
                 match ids.last_mut() {
-                    Some(last) if last.key == id => last.modified = last.modified.max(listed.modified),
+                    Some(last) if last.key == id => {
+                        last.modified = last.modified.max(listed.modified)
+                    }
                     _ => ids.push(Listed {
                         key: id.to_string(),
                         modified: listed.modified,
@@ -435,8 +440,10 @@ impl S3Appended {
                 id
             }
         };
-        let number = i32::try_from(self.state.parts.len() + self.new_parts.len() + 1)
-            .map_err(|_| StorageError::unavailable_bare(format!("s3: too many parts for {}", self.id)))?;
+        let number =
+            i32::try_from(self.state.parts.len() + self.new_parts.len() + 1).map_err(|_| {
+                StorageError::unavailable_bare(format!("s3: too many parts for {}", self.id))
+            })?;
         let part = self
             .staging
             .upload_part(&self.state.target, &upload_id, number, bytes)
@@ -453,7 +460,11 @@ impl Appended for S3Appended {
     }
 
     async fn keep(self: Box<Self>) -> Result<u64, StorageError> {
-        let (staging, target, started) = (self.staging.clone(), self.state.target.clone(), self.started_upload);
+        let (staging, target, started) = (
+            self.staging.clone(),
+            self.state.target.clone(),
+            self.started_upload,
+        );
         let upload_id = self.upload_id.clone();
         let kept = self.commit().await;
         if kept.is_err()

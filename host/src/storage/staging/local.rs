@@ -304,7 +304,9 @@ impl Appended for LocalAppended {
 async fn read(path: &Path, id: &str) -> Result<Bytes, StorageError> {
     match tokio::fs::read(path).await {
         Ok(bytes) => Ok(bytes.into()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::NotFound(id.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(StorageError::NotFound(id.to_string()))
+        }
         Err(e) => Err(io_error("reading", path, e)),
     }
 }
