@@ -261,8 +261,7 @@ impl Resumable {
     }
 
     /// The staged upload `id` of `client`; `None` if it is finished (or
-    /// never was one: the caller looks for a record). An expired one is
-    /// removed.
+    /// never was one: the caller looks for a record).
     async fn load(
         &self,
         client: &Client,
@@ -281,9 +280,7 @@ impl Resumable {
             return Err(TusError::NotFound);
         }
         if staged.modified + self.settings.expiration < SystemTime::now() {
-            self.staging.remove(id).await?;
-            self.digests.forget(id);
-            self.metrics.resumable("expired");
+            // Removed by the sweep, which takes the upload's lock first.
             return Err(TusError::Expired);
         }
         Ok(Some((descriptor, staged)))
