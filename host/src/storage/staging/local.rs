@@ -1,8 +1,10 @@
 //! Staging on local disk: per upload, in a dot-named directory under the
 //! store's root (so on its filesystem, and never a key), `ID.bin` holds the
-//! bytes, `ID.info` the caller's descriptor and `ID.state` where the bytes
-//! go once complete. The staged length is the length of `ID.bin`; an
-//! upload is completed by renaming it into the store.
+//! bytes and `ID.json` the caller's descriptor and where the bytes go. The
+//! staged length is the length of `ID.bin`; an upload with a target is
+//! completed by renaming `ID.bin` into the store (after which it is found
+//! no more: the caller owns the object), one without stays, marked
+//! complete.
 
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -24,13 +26,15 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Read buffer of [`Staging::read`].
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Where an upload's bytes go, and whether they went.
+/// An upload's `ID.json`: one small file, written whole.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
+    /// The caller's descriptor (its JSON, as text).
+    info: String,
     target: Option<String>,
+    /// Set only for uploads without a target (one with a target is gone
+    /// from here once complete).
     completed: bool,
-    /// The length once completed (the bytes may have moved).
-    length: u64,
 }
 
 /// Resumable uploads staged on the local disk of a [`LocalStore`].
@@ -57,14 +61,14 @@ impl LocalStaging {
     }
 
     async fn state(&self, id: &str) -> Result<State, StorageError> {
-        let path = self.path(id, "state")?;
+        let path = self.path(id, "json")?;
         let bytes = read(&path, id).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| StorageError::unavailable(format!("reading {}", path.display()), e))
     }
 
     async fn write_state(&self, id: &str, state: &State) -> Result<(), StorageError> {
-        let path = self.path(id, "state")?;
+        let path = self.path(id, "json")?;
         let json = serde_json::to_vec(state)
             .map_err(|e| StorageError::unavailable("serializing a staging state", e))?;
         write_atomic(&self.dir, &path, json.into()).await
@@ -91,43 +95,36 @@ impl Staging for LocalStaging {
             .await
             .map_err(|e| io_error("creating", &bin, e))?;
         let state = State {
+            info: info_text(info)?,
             target: target.map(str::to_string),
-            ..State::default()
+            completed: false,
         };
-        self.write_state(id, &state).await?;
-        write_atomic(&self.dir, &self.path(id, "info")?, info).await
+        self.write_state(id, &state).await
     }
 
     async fn load(&self, id: &str) -> Result<Staged, StorageError> {
-        let info = read(&self.path(id, "info")?, id).await?;
         let state = self.state(id).await?;
-        // Once completed the bytes may have moved: the state has the length.
-        let (path, completed_length) = if state.completed {
-            (self.path(id, "state")?, Some(state.length))
-        } else {
-            (self.path(id, "bin")?, None)
-        };
-        let meta = match tokio::fs::metadata(&path).await {
+        let bin = self.path(id, "bin")?;
+        let meta = match tokio::fs::metadata(&bin).await {
             Ok(meta) => meta,
+            // Completed into its target: the caller's now.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StorageError::NotFound(id.to_string()));
             }
-            Err(e) => return Err(io_error("reading metadata of", &path, e)),
+            Err(e) => return Err(io_error("reading metadata of", &bin, e)),
         };
         Ok(Staged {
-            info,
-            offset: completed_length.unwrap_or(meta.len()),
+            info: Bytes::from(state.info),
+            offset: meta.len(),
             completed: state.completed,
             modified: meta.modified().unwrap_or_else(|_| SystemTime::now()),
         })
     }
 
     async fn set_info(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
-        let path = self.path(id, "info")?;
-        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Err(StorageError::NotFound(id.to_string()));
-        }
-        write_atomic(&self.dir, &path, info).await
+        let mut state = self.state(id).await?;
+        state.info = info_text(info)?;
+        self.write_state(id, &state).await
     }
 
     async fn append(
@@ -185,22 +182,26 @@ impl Staging for LocalStaging {
 
     async fn complete(&self, id: &str) -> Result<(), StorageError> {
         let mut state = self.state(id).await?;
-        if state.completed {
-            return Ok(());
-        }
         let bin = self.path(id, "bin")?;
-        state.length = tokio::fs::metadata(&bin)
-            .await
-            .map_err(|e| io_error("reading metadata of", &bin, e))?
-            .len();
-        if let Some(target) = &state.target {
-            // A rename into the store, fsynced.
-            self.store
-                .put_file(target, &bin, "application/octet-stream")
-                .await?;
+        match &state.target {
+            // A rename into the store, fsynced; `ID.json` goes with the
+            // upload's removal.
+            Some(target) => match tokio::fs::try_exists(&bin).await {
+                Ok(true) => {
+                    self.store
+                        .put_file(target, &bin, "application/octet-stream")
+                        .await
+                }
+                // Moved already: by the attempt that failed after it.
+                Ok(false) => Ok(()),
+                Err(e) => Err(io_error("checking", &bin, e)),
+            },
+            None if state.completed => Ok(()),
+            None => {
+                state.completed = true;
+                self.write_state(id, &state).await
+            }
         }
-        state.completed = true;
-        self.write_state(id, &state).await
     }
 
     async fn read(&self, id: &str) -> Result<ByteStream, StorageError> {
@@ -218,18 +219,10 @@ impl Staging for LocalStaging {
     }
 
     async fn remove(&self, id: &str) -> Result<(), StorageError> {
-        let moved = match self.state(id).await {
-            Ok(state) => state.completed && state.target.is_some(),
-            Err(StorageError::NotFound(_)) => false,
-            Err(e) => return Err(e),
-        };
-        // The descriptor last: while it is there the upload can be found
-        // (and removed again).
-        let mut doomed = vec![self.path(id, "state")?, self.path(id, "info")?];
-        if !moved {
-            doomed.insert(0, self.path(id, "bin")?);
-        }
-        for path in doomed {
+        // The bytes first (gone already if they moved into the store), the
+        // descriptor last: while it is there the upload can be found (and
+        // removed again).
+        for path in [self.path(id, "bin")?, self.path(id, "json")?] {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -255,7 +248,7 @@ fn list_dir(dir: &Path) -> Result<Vec<Listed>, StorageError> {
     for entry in std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))? {
         let entry = entry.map_err(|e| io_error("listing", dir, e))?;
         let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".info")) else {
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
             continue;
         };
         let bin = dir.join(format!("{id}.bin"));
@@ -299,6 +292,12 @@ impl Appended for LocalAppended {
             tracing::error!(path = %self.path.display(), error = %e, "cannot drop discarded bytes");
         }
     }
+}
+
+/// A descriptor as the text `ID.json` holds.
+fn info_text(info: Bytes) -> Result<String, StorageError> {
+    String::from_utf8(info.to_vec())
+        .map_err(|e| StorageError::unavailable("a staging descriptor that is not UTF-8", e))
 }
 
 async fn read(path: &Path, id: &str) -> Result<Bytes, StorageError> {
