@@ -3,16 +3,16 @@
 //! flight. Everything runs on 127.0.0.1; every process a test starts is
 //! stopped by a drop guard, also when the test panics.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use airlock::config::CacheBackendKind;
+use airlock::config::{CacheBackendKind, Config};
 use bytes::Bytes;
 
 use crate::common::*;
 use crate::harness::*;
+use crate::served::{ServeSetup, files_under};
 
 /// A port that was free a moment ago on 127.0.0.1 (it may be taken by the
 /// time it is used: only for Redis, which cannot report a port it chose).
@@ -255,213 +255,25 @@ async fn redis_stopped_mid_run_uploads_still_succeed_and_recover() {
 // ---------------------------------------------------------------------------
 // The real binary as a child process.
 
-/// A config file for `airlock serve` and the directories it names.
-struct ServeSetup {
-    dir: tempfile::TempDir,
+/// The standard config cut down to one client (alice) and the `sha256`
+/// processor, with a shutdown grace of `grace_seconds`, changed by
+/// `adjust`.
+fn setup_with(grace_seconds: u64, adjust: impl FnOnce(&mut Config)) -> ServeSetup {
+    ServeSetup::new(Backends::Local, |config| {
+        config.server.shutdown_grace_seconds = grace_seconds;
+        config.clients.retain(|client| client.name == "alice");
+        config.plugins.retain(|plugin| plugin.name == "sha256");
+        adjust(config);
+    })
 }
 
-/// A TOML basic string holding `path`.
-fn toml_path(path: &Path) -> String {
-    let text = path.to_str().expect("utf-8 path");
-    assert!(
-        !text.contains(['"', '\\']) && !text.chars().any(char::is_control),
-        "unexpected characters in {text}"
-    );
-    format!("\"{text}\"")
+fn setup(grace_seconds: u64) -> ServeSetup {
+    setup_with(grace_seconds, |_| {})
 }
 
-impl ServeSetup {
-    /// One client (alice) and the `sha256` processor.
-    fn new(grace_seconds: u64) -> Self {
-        Self::with_storage(grace_seconds, "")
-    }
-
-    /// [`Self::new`] with more `[storage]` settings.
-    fn with_storage(grace_seconds: u64, storage: &str) -> Self {
-        let setup = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        // Port 0: each server gets a port of its own from the kernel and
-        // logs it (see `ServerProcess::addr`).
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:0"
-shutdown_grace_seconds = {grace_seconds}
-
-[storage]
-backend = "local"
-path = {data}
-{storage}
-
-[runtime]
-compiled_cache_dir = {compiled}
-
-[[clients]]
-name = "alice"
-api_key = "{ALICE}"
-
-[[plugins]]
-name = "sha256"
-component = {component}
-hook = "processor"
-order = 30
-on_failure = "fail-open"
-[plugins.budget]
-timeout_ms = 10000
-"#,
-            data = toml_path(&setup.data()),
-            compiled = toml_path(&std::env::temp_dir().join("airlock-test-compiled")),
-            component = toml_path(&plugin_path("sha256")),
-        );
-        std::fs::write(setup.config_path(), config).unwrap();
-        setup
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("airlock.toml")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn tmp(&self) -> PathBuf {
-        self.data().join(".tmp")
-    }
-
-    /// Starts `airlock serve --config …`, reads the address it listens on
-    /// from its log and waits for `/healthz`.
-    async fn serve(&self, run: &str) -> ServerProcess {
-        self.serve_with(run, &[]).await
-    }
-
-    /// [`Self::serve`] with more environment variables.
-    async fn serve_with(&self, run: &str, env: &[(&str, &str)]) -> ServerProcess {
-        let log_path = self.dir.path().join(format!("{run}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .arg("serve")
-            .arg("--config")
-            .arg(self.config_path())
-            .env("RUST_LOG", "info")
-            .env_remove("AIRLOCK_CONFIG")
-            .env_remove("AIRLOCK_LISTEN")
-            .env_remove("AIRLOCK_CLIENT_ALICE_API_KEY")
-            .env_remove("AIRLOCK_TEST_FAULT")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let mut server = ServerProcess {
-            child,
-            log: log_path,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        // Up once it has logged the address it got and answers there.
-        let http = reqwest::Client::new();
-        let up = eventually(Duration::from_secs(15), || {
-            let exited = server.child.try_wait().unwrap();
-            let addr = listening_addr(&read_log(&server.log));
-            let http = &http;
-            async move {
-                if let Some(status) = exited {
-                    return Some(Err(status));
-                }
-                let addr = addr?;
-                let response = http
-                    .get(format!("http://{addr}/healthz"))
-                    .send()
-                    .await
-                    .ok()?;
-                (response.status() == 200).then_some(Ok(addr))
-            }
-        })
-        .await;
-        server.addr = match up {
-            Some(Ok(addr)) => addr,
-            Some(Err(status)) => panic!("airlock exited with {status} at start:\n{}", server.log()),
-            None => panic!(
-                "airlock did not answer /healthz within 15 s:\n{}",
-                server.log()
-            ),
-        };
-        eprintln!("{run}: up on {} in {:?}", server.addr, started.elapsed());
-        server
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// The address of the `airlock listening addr=…` line in a server's log.
-fn listening_addr(log: &str) -> Option<SocketAddr> {
-    let line = log.lines().find(|l| l.contains("airlock listening"))?;
-    let line = strip_ansi(line);
-    let (_, rest) = line.split_once("addr=")?;
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// `text` without ANSI escape sequences (`ESC [ … letter`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A running `airlock serve`; SIGKILLed on drop if still running.
-struct ServerProcess {
-    child: Child,
-    log: PathBuf,
-    /// Where it listens: a port of its own, new at every start.
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn log(&self) -> String {
-        read_log(&self.log)
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// `base` + `path`.
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    /// Waits up to `limit` for the process to exit.
-    async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        eventually(limit, || {
-            let status = self.child.try_wait().unwrap();
-            async move { status }
-        })
-        .await
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// Where the server keeps temp files.
+fn tmp(setup: &ServeSetup) -> PathBuf {
+    setup.data().join(".tmp")
 }
 
 /// A body of `chunks` chunks of `chunk_size` bytes, one every `every`.
@@ -524,26 +336,6 @@ fn part_files(dir: &Path) -> Vec<(PathBuf, u64)> {
         .collect()
 }
 
-/// Every file under `dir`, recursively (none if it does not exist).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 /// Waits until the server has written at least `min` bytes of a `.part`
 /// file and it has grown since first seen.
 async fn wait_for_growing_part(tmp: &Path, min: u64) -> (PathBuf, u64) {
@@ -564,13 +356,13 @@ async fn wait_for_growing_part(tmp: &Path, min: u64) -> (PathBuf, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned() {
     let test_started = Instant::now();
-    let setup = ServeSetup::new(5);
+    let setup = setup(5);
     let mut server = setup.serve("first").await;
 
     // 2 MiB over ~3 s.
     let (_, body) = slow_body(32, 64 << 10, Duration::from_millis(95));
     let upload = spawn_upload(&server.base(), body);
-    let (part, size) = wait_for_growing_part(&setup.tmp(), 256 << 10).await;
+    let (part, size) = wait_for_growing_part(&tmp(&setup), 256 << 10).await;
     eprintln!("{} has {size} bytes: SIGKILL", part.display());
     server.child.kill().unwrap();
     let status = server.wait_exit(Duration::from_secs(5)).await;
@@ -599,7 +391,7 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
 
     // A restart removes the leftovers before serving.
     let server = setup.serve("second").await;
-    let left: Vec<_> = std::fs::read_dir(setup.tmp())
+    let left: Vec<_> = std::fs::read_dir(tmp(&setup))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -647,13 +439,13 @@ async fn sigkill_mid_upload_leaves_no_partial_upload_and_temp_files_are_cleaned(
 async fn sigterm_drains_in_flight_uploads() {
     let test_started = Instant::now();
     const GRACE: Duration = Duration::from_secs(5);
-    let setup = ServeSetup::new(GRACE.as_secs());
+    let setup = setup(GRACE.as_secs());
     let mut server = setup.serve("server").await;
 
     // 1 MiB over ~1.5 s.
     let (content, body) = slow_body(16, 64 << 10, Duration::from_millis(100));
     let upload = spawn_upload(&server.base(), body);
-    wait_for_growing_part(&setup.tmp(), 128 << 10).await;
+    wait_for_growing_part(&tmp(&setup), 128 << 10).await;
     assert!(!upload.is_finished(), "the upload finished too early");
 
     let pid = server.child.id().to_string();
@@ -733,12 +525,12 @@ async fn sigterm_drains_in_flight_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     const GRACE: Duration = Duration::from_secs(1);
-    let setup = ServeSetup::new(GRACE.as_secs());
+    let setup = setup(GRACE.as_secs());
     let mut server = setup.serve("server").await;
     // 64 KiB, then nothing for a minute.
     let (_, body) = slow_body(2, 64 << 10, Duration::from_secs(60));
     let upload = spawn_upload(&server.base(), body);
-    let tmp = setup.tmp();
+    let tmp = tmp(&setup);
     let receiving = eventually(Duration::from_secs(10), || async {
         part_files(&tmp).into_iter().find(|(_, size)| *size > 0)
     })
@@ -770,10 +562,10 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_content_and_record_leaves_an_orphan_that_is_swept() {
-    let setup = ServeSetup::with_storage(
-        5,
-        "orphan_grace_seconds = 1\norphan_sweep_interval_seconds = 1",
-    );
+    let setup = setup_with(5, |config| {
+        config.storage.orphan_grace_seconds = 1;
+        config.storage.orphan_sweep_interval_seconds = 1;
+    });
     let mut server = setup
         .serve_with("crashing", &[("AIRLOCK_TEST_FAULT", "after-content")])
         .await;

@@ -9,6 +9,7 @@
 mod common;
 mod harness;
 mod inline;
+mod served;
 // Shared with the incident bench, which runs every scenario.
 #[allow(dead_code)]
 #[path = "../loadgen/mod.rs"]
@@ -42,3 +43,4 @@ mod slow_clients;
 mod storage;
 mod summed_limits;
 mod tus;
+mod tus_clients;
