@@ -69,7 +69,13 @@ pub fn plugin(
         on_failure,
         budget,
         cache: CachePolicy::default(),
-        containment: Containment::default(),
+        // The tests share two loaded cores: a bulkhead slot can take longer
+        // than the default 100 ms to free, and a refusal would fail a test
+        // that is not about it (`containment.rs` tests the bulkhead).
+        containment: Containment {
+            max_wait_ms: 10_000,
+            ..Containment::default()
+        },
     }
 }
 
