@@ -21,6 +21,7 @@ mod check_is_load;
 mod cli;
 mod config;
 mod containment;
+mod cors;
 mod delete_race;
 mod fault_taxonomy;
 mod faults;

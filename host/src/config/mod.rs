@@ -79,6 +79,31 @@ pub struct ServerConfig {
     pub post_store_workers: usize,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace_seconds: u64,
+    /// Which browser origins may call the API.
+    pub cors: CorsConfig,
+}
+
+/// `[server.cors]`: cross-origin requests from browsers. Clients send their
+/// key as a Bearer token, never a cookie: credentials are not allowed, so
+/// `*` is safe where any origin may upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`https://app.example.com`, scheme, host and port) whose
+    /// pages may call the API, or `["*"]` for any; empty: none (no CORS
+    /// headers at all).
+    pub allowed_origins: Vec<String>,
+    /// How long a browser may reuse a preflight's answer.
+    pub max_age_seconds: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_age_seconds: 600,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -97,6 +122,7 @@ impl Default for ServerConfig {
             post_store_queue: 1024,
             post_store_workers: 2,
             shutdown_grace_seconds: 30,
+            cors: CorsConfig::default(),
         }
     }
 }

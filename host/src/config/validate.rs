@@ -58,6 +58,7 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        validate_origins(&self.server.cors.allowed_origins)?;
         if self.tus.lock_ttl_ms < 1000 {
             // It is renewed every third of it, while a PATCH runs.
             return Err(invalid("tus.lock_ttl_ms", "must be at least 1000"));
@@ -163,4 +164,40 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Each allowed origin is `*` alone, or `scheme://host[:port]` as a browser
+/// sends it in `Origin` (no path, no trailing slash).
+fn validate_origins(origins: &[String]) -> Result<(), ConfigError> {
+    let key = "server.cors.allowed_origins";
+    if origins.iter().any(|o| o == "*") {
+        return if origins.len() == 1 {
+            Ok(())
+        } else {
+            Err(invalid(key, "`*` allows every origin: list it alone"))
+        };
+    }
+    for origin in origins {
+        let Some((scheme, host)) = origin.split_once("://") else {
+            return Err(invalid(
+                key,
+                format!("`{origin}` has no scheme (https://…)"),
+            ));
+        };
+        let well_formed = !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            && !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !well_formed {
+            return Err(invalid(
+                key,
+                format!("`{origin}` is not scheme://host[:port] (no path, no trailing slash)"),
+            ));
+        }
+    }
+    Ok(())
 }

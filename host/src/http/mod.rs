@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod cors;
 mod error;
 mod extract;
 mod objects;
@@ -53,6 +54,7 @@ impl From<&App> for AppState {
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
+    let cors = state.running.config.server.cors.clone();
     let routes = Router::new()
         .merge(uploads::router())
         .merge(tus::router())
@@ -73,9 +75,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(trace_request))
         .with_state(state);
     // Before routing: it changes the method a request is routed by.
-    Router::new()
+    let router = Router::new()
         .fallback_service(routes)
-        .layer(middleware::map_request(tus::method_override))
+        .layer(middleware::map_request(tus::method_override));
+    // Outermost: preflights are answered before anything else, and every
+    // answer, errors included, carries the CORS headers.
+    cors::apply(router, &cors)
 }
 
 /// Refuses a request whose head is over [`MAX_HEAD_BYTES`] with 431.
