@@ -36,6 +36,7 @@ mod load_limits;
 mod loading;
 mod locks;
 mod log_forging;
+mod openapi;
 mod orphan_sweep;
 mod output_limits;
 mod real_plugins;

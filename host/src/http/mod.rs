@@ -21,6 +21,8 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use self::error::ApiError;
 pub use self::run::{bind, run};
@@ -52,15 +54,54 @@ impl From<&App> for AppState {
     }
 }
 
-/// Every route of the service.
-pub fn router(state: AppState) -> Router {
-    let cors = state.running.config.server.cors.clone();
-    let routes = Router::new()
+/// The documented routes of every area (each area's `router()` registers
+/// a handler together with its OpenAPI description).
+fn areas() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(uploads::router())
         .merge(tus::router())
         .merge(objects::router())
         .merge(admin::router())
         .merge(ops::router())
+}
+
+/// The OpenAPI description of the whole API (served at `/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    areas().split_for_parts().1
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Airlock", description = "File uploads (one-shot and tus 1.0.0 resumable) run through sandboxed WebAssembly plugins; the operators' API."),
+    modifiers(&Security),
+)]
+struct ApiDoc;
+
+/// The two Bearer schemes: API keys and the admin token.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let bearer = |what: &str| {
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(what))
+                    .build(),
+            )
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", bearer("an API client's key (`[[clients]]`)"));
+        components.add_security_scheme("admin_token", bearer("the admin token (`admin.token`)"));
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let cors = state.running.config.server.cors.clone();
+    let (routes, _) = areas().split_for_parts();
+    let routes = routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

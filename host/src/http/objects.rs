@@ -4,13 +4,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::StreamExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::extract::ApiPath;
@@ -19,12 +19,20 @@ use crate::auth::Client;
 use crate::upload::{UploadError, keys};
 
 /// The object routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/uploads/{id}/content", get(get_content))
-        .route("/v1/uploads/{id}/derived/{name}", get(get_derived))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_content))
+        .routes(routes!(get_derived))
 }
 
+/// The stored bytes of an upload (`Range`, `If-None-Match` with its ETag).
+#[utoipa::path(get, path = "/v1/uploads/{id}/content", tag = "uploads", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the upload's id (32 hex digits)")),
+    responses(
+        (status = 200, description = "the bytes, with their type and ETag"), (status = 206, description = "a range"),
+        (status = 304, description = "not modified"), (status = 404, description = "no such upload for this client"),
+        (status = 416, description = "a range past the end"),
+    ))]
 async fn get_content(
     State(state): State<AppState>,
     Caller(client): Caller,
@@ -54,6 +62,10 @@ pub(super) async fn content(
     .await
 }
 
+/// An artifact a post-store plugin derived from an upload (a thumbnail).
+#[utoipa::path(get, path = "/v1/uploads/{id}/derived/{name}", tag = "uploads", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the upload's id (32 hex digits)"), ("name" = String, Path, description = "the artifact's name, as in the record")),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "a range"), (status = 404, description = "no such upload or artifact")))]
 async fn get_derived(
     State(state): State<AppState>,
     Caller(client): Caller,

@@ -3,13 +3,13 @@
 //! termination, checksum, expiration and concatenation, under `/v1/tus`.
 //! This file only translates headers; [`crate::resumable`] does the work.
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{options, post};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::extract::ApiPath;
@@ -41,17 +41,10 @@ pub const UPLOAD_RECORD: HeaderName = HeaderName::from_static("upload-record");
 const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
 
 /// The tus routes; every response carries `Tus-Resumable`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(BASE, post(create).options(describe))
-        .route(
-            &format!("{BASE}/{{id}}"),
-            options(describe)
-                .head(head)
-                .patch(patch)
-                .delete(terminate)
-                .get(download),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, describe))
+        .routes(routes!(describe_upload, head, patch, terminate, download))
         .layer(axum::middleware::map_response(stamp))
 }
 
@@ -98,8 +91,24 @@ impl FromRequestParts<AppState> for TusCaller {
     }
 }
 
-/// OPTIONS: what this server supports.
-async fn describe(State(state): State<AppState>) -> Response {
+/// What this tus server supports.
+#[utoipa::path(options, path = "/v1/tus", tag = "tus", responses(
+    (status = 204, description = "`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, `Tus-Checksum-Algorithm`"),
+))]
+async fn describe(state: State<AppState>) -> Response {
+    capabilities(state).await
+}
+
+/// What this tus server supports (asked at an upload's URL).
+#[utoipa::path(options, path = "/v1/tus/{id}", tag = "tus", params(("id" = String, Path, description = "the upload's id (32 hex digits)")), responses(
+    (status = 204, description = "`Tus-Version`, `Tus-Extension`, `Tus-Max-Size`, `Tus-Checksum-Algorithm`"),
+))]
+async fn describe_upload(state: State<AppState>) -> Response {
+    capabilities(state).await
+}
+
+/// The OPTIONS answer.
+async fn capabilities(State(state): State<AppState>) -> Response {
     let max = state.running.tus.settings().max_size;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
@@ -119,7 +128,24 @@ async fn describe(State(state): State<AppState>) -> Response {
     response
 }
 
-/// POST: a new upload, possibly with its first bytes, or a concatenation.
+/// Creates an upload (creation, creation-with-upload, creation-defer-length,
+/// concatenation).
+#[utoipa::path(post, path = "/v1/tus", tag = "tus", security(("api_key" = [])),
+    params(("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("Upload-Length" = Option<u64>, Header, description = "the length; or `Upload-Defer-Length: 1`"),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the length comes with a later PATCH"),
+        ("Upload-Metadata" = Option<String>, Header, description = "`key base64,…`; `filename` and `filetype` name and type the upload"),
+        ("Upload-Concat" = Option<String>, Header, description = "`partial`, or `final;URL URL…`"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1|sha256|md5 base64` of a creation-with-upload body"),
+    ),
+    request_body(content_type = "application/offset+octet-stream", description = "optional: the first bytes"),
+    responses(
+        (status = 201, description = "`Location: /v1/tus/<id>`, `Upload-Expires`; `Upload-Offset` with a body; `Upload-Record` and the record when finished at once"),
+        (status = 400, description = "malformed or missing headers"), (status = 401, description = "no or unknown key"),
+        (status = 412, description = "no `Tus-Resumable: 1.0.0`"), (status = 413, description = "over the size limit"),
+        (status = 415, description = "a `filetype` the client may not send"), (status = 422, description = "a processor rejected it"),
+        (status = 460, description = "checksum mismatch"),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: Result<TusCaller, ApiError>,
@@ -196,7 +222,13 @@ async fn create(
     }
 }
 
-/// HEAD: where an upload stands.
+/// Where an upload stands.
+#[utoipa::path(head, path = "/v1/tus/{id}", tag = "tus", security(("api_key" = [])), params(("id" = String, Path, description = "the upload's id (32 hex digits)"), ("Tus-Resumable" = String, Header, description = "`1.0.0`")),
+    responses(
+        (status = 200, description = "`Upload-Offset`, `Upload-Length` or `Upload-Defer-Length`, `Upload-Metadata`, `Upload-Expires`; `Upload-Record` once finished"),
+        (status = 404, description = "no such upload for this client"), (status = 410, description = "expired"),
+        (status = 412, description = "no `Tus-Resumable: 1.0.0`"),
+    ))]
 async fn head(
     State(state): State<AppState>,
     caller: Result<TusCaller, ApiError>,
@@ -243,7 +275,24 @@ async fn head(
     Ok(response)
 }
 
-/// PATCH: the next bytes.
+/// Appends bytes at `Upload-Offset`; the last ones finish the upload
+/// through the pipeline.
+#[utoipa::path(patch, path = "/v1/tus/{id}", tag = "tus", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the upload's id (32 hex digits)"), ("Tus-Resumable" = String, Header, description = "`1.0.0`"),
+        ("Upload-Offset" = u64, Header, description = "where the upload stands"),
+        ("Upload-Length" = Option<u64>, Header, description = "the length, after `Upload-Defer-Length`"),
+        ("Upload-Checksum" = Option<String>, Header, description = "`sha1|sha256|md5 base64` of this body"),
+    ),
+    request_body(content_type = "application/offset+octet-stream", description = "the next bytes"),
+    responses(
+        (status = 204, description = "`Upload-Offset`, `Upload-Expires`; `Upload-Record: /v1/uploads/<id>` once finished"),
+        (status = 400, description = "malformed headers"), (status = 403, description = "a final (concatenated) upload"),
+        (status = 404, description = "no such upload for this client"), (status = 409, description = "`Upload-Offset` is not where it stands, or it is finished"),
+        (status = 410, description = "expired"), (status = 412, description = "no `Tus-Resumable: 1.0.0`"),
+        (status = 413, description = "past `Upload-Length` or the size limit"), (status = 415, description = "not `application/offset+octet-stream`"),
+        (status = 422, description = "a processor rejected the finished upload"), (status = 423, description = "another request is writing to it"),
+        (status = 460, description = "checksum mismatch: the bytes were discarded"),
+    ))]
 async fn patch(
     State(state): State<AppState>,
     caller: Result<TusCaller, ApiError>,
@@ -281,7 +330,10 @@ async fn patch(
     Ok(response)
 }
 
-/// DELETE: termination.
+/// Terminates an upload (an unfinished one's bytes go; a finished one is
+/// deleted).
+#[utoipa::path(delete, path = "/v1/tus/{id}", tag = "tus", security(("api_key" = [])), params(("id" = String, Path, description = "the upload's id (32 hex digits)"), ("Tus-Resumable" = String, Header, description = "`1.0.0`")),
+    responses((status = 204, description = "gone"), (status = 404, description = "no such upload for this client")))]
 async fn terminate(
     State(state): State<AppState>,
     caller: Result<TusCaller, ApiError>,
@@ -292,7 +344,9 @@ async fn terminate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// GET: a finished upload's content (as tusd serves it).
+/// A finished upload's content (as tusd serves it).
+#[utoipa::path(get, path = "/v1/tus/{id}", tag = "tus", security(("api_key" = [])), params(("id" = String, Path, description = "the upload's id (32 hex digits)")),
+    responses((status = 200, description = "the bytes"), (status = 404, description = "no such finished upload for this client")))]
 async fn download(
     State(state): State<AppState>,
     Caller(client): Caller,

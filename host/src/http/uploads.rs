@@ -2,13 +2,14 @@
 
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::extract::{ApiPath, ApiQuery};
@@ -20,10 +21,10 @@ use crate::upload::{Batch, Ingested, UploadError, UploadRecord};
 const WAIT_FOR_DERIVED: Duration = Duration::from_secs(30);
 
 /// The upload routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/uploads", post(create_upload))
-        .route("/v1/uploads/{id}", get(get_record).delete(delete_upload))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_upload))
+        .routes(routes!(get_record, delete_upload))
 }
 
 #[derive(Deserialize)]
@@ -33,6 +34,22 @@ struct CreateQuery {
     wait: bool,
 }
 
+/// Uploads one file (the raw body, its name in `filename`) or several
+/// (`multipart/form-data`, all stored or none).
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("api_key" = [])),
+    params(
+        ("filename" = Option<String>, Query, description = "the file's name (raw body)"),
+        ("wait" = Option<bool>, Query, description = "answer after the post-store plugins ran"),
+    ),
+    request_body(content_type = "*/*", description = "the file, or multipart/form-data with file parts"),
+    responses(
+        (status = 201, description = "the record (raw body), or `{\"uploads\": [records]}` (multipart)"),
+        (status = 400, description = "malformed body"), (status = 401, description = "no or unknown key"),
+        (status = 408, description = "the body stalled or ran past its deadline"),
+        (status = 413, description = "over the client's size limit"), (status = 415, description = "a type the client may not send"),
+        (status = 422, description = "a processor rejected it"), (status = 429, description = "too many uploads of this client open"),
+        (status = 503, description = "a fail-closed plugin failed, or storage is down"),
+    ))]
 async fn create_upload(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
@@ -155,6 +172,10 @@ async fn finish(ingested: Ingested, wait: bool) -> UploadRecord {
     }
 }
 
+/// The record of an upload.
+#[utoipa::path(get, path = "/v1/uploads/{id}", tag = "uploads", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the upload's id (32 hex digits)")),
+    responses((status = 200, description = "the record"), (status = 404, description = "no such upload for this client")))]
 async fn get_record(
     State(state): State<AppState>,
     Caller(client): Caller,
@@ -163,6 +184,10 @@ async fn get_record(
     Ok(Json(state.running.service.record(&client, &id).await?))
 }
 
+/// Deletes an upload, its content and what was derived from it.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads", security(("api_key" = [])),
+    params(("id" = String, Path, description = "the upload's id (32 hex digits)")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such upload for this client")))]
 async fn delete_upload(
     State(state): State<AppState>,
     Caller(client): Caller,
