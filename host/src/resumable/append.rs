@@ -153,7 +153,14 @@ impl Resumable {
             appended.discard().await;
             return Err(TusError::Locked);
         }
-        let offset = appended.keep().await?;
+        let completes = interrupted.is_none()
+            && descriptor.concat == Concat::None
+            && descriptor.length == Some(staged.offset + received);
+        let offset = if completes {
+            appended.keep_to_complete().await?
+        } else {
+            appended.keep().await?
+        };
         self.metrics.resumable_bytes(received);
         self.service.count_received(received);
         if let Some(sha256) = &sha256 {

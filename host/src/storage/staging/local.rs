@@ -23,6 +23,9 @@ use crate::storage::{BlobStore, ByteStream, ListPages, Listed, LocalStore, Stora
 /// Write buffer of an append: few, large writes.
 const WRITE_BUFFER: usize = 1 << 20;
 
+/// Bytes of an append after which their writeback to disk is started.
+const WRITEBACK_EVERY: u64 = 4 << 20;
+
 /// Read buffer of [`Staging::read`].
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -156,10 +159,25 @@ impl Staging for LocalStaging {
             .map_err(|e| io_error("seeking in", &path, e))?;
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut len = 0u64;
+        let mut unsynced = 0u64;
+        let mut writeback: Option<Writeback> = None;
         let written: io::Result<()> = async {
             while let Some(Ok(chunk)) = body.next().await {
                 out.write_all(&chunk).await?;
                 len += chunk.len() as u64;
+                unsynced += chunk.len() as u64;
+                // The disk writes what came while the next bytes arrive, so
+                // that the sync before the answer has little left to do.
+                if unsynced >= WRITEBACK_EVERY && writeback.as_ref().is_none_or(|w| w.is_finished())
+                {
+                    if let Some(done) = writeback.take() {
+                        done.await.map_err(io::Error::other)??;
+                    }
+                    out.flush().await?;
+                    let file = out.get_ref().try_clone().await?;
+                    writeback = Some(tokio::spawn(async move { file.sync_data().await }));
+                    unsynced = 0;
+                }
             }
             out.flush().await
         }
@@ -177,6 +195,7 @@ impl Staging for LocalStaging {
             path,
             start: offset,
             len,
+            writeback,
         }))
     }
 
@@ -271,7 +290,33 @@ struct LocalAppended {
     path: PathBuf,
     start: u64,
     len: u64,
+    /// A sync started while the bytes arrived: its error counts too (after
+    /// a failed fsync the kernel may report the next one clean).
+    writeback: Option<Writeback>,
 }
+
+impl LocalAppended {
+    /// Waits for the background sync (its error counts), then syncs the
+    /// rest if `sync`; the new length.
+    async fn settle(self: Box<Self>, sync: bool) -> Result<u64, StorageError> {
+        if let Some(done) = self.writeback {
+            done.await
+                .map_err(io::Error::other)
+                .and_then(|synced| synced)
+                .map_err(|e| io_error("syncing", &self.path, e))?;
+        }
+        if sync {
+            self.file
+                .sync_data()
+                .await
+                .map_err(|e| io_error("syncing", &self.path, e))?;
+        }
+        Ok(self.start + self.len)
+    }
+}
+
+/// A background `fdatasync` of an append's file.
+type Writeback = tokio::task::JoinHandle<io::Result<()>>;
 
 #[async_trait]
 impl Appended for LocalAppended {
@@ -280,11 +325,12 @@ impl Appended for LocalAppended {
     }
 
     async fn keep(self: Box<Self>) -> Result<u64, StorageError> {
-        self.file
-            .sync_data()
-            .await
-            .map_err(|e| io_error("syncing", &self.path, e))?;
-        Ok(self.start + self.len)
+        self.settle(true).await
+    }
+
+    async fn keep_to_complete(self: Box<Self>) -> Result<u64, StorageError> {
+        // Completing renames the file into the store after syncing it.
+        self.settle(false).await
     }
 
     async fn discard(self: Box<Self>) {

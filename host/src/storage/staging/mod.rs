@@ -50,6 +50,11 @@ pub trait Appended: Send {
     }
     /// Makes them part of the upload (durably); returns the new length.
     async fn keep(self: Box<Self>) -> Result<u64, StorageError>;
+    /// [`Self::keep`] for the last bytes of an upload that is completed
+    /// right after, which makes them durable: they need not be now.
+    async fn keep_to_complete(self: Box<Self>) -> Result<u64, StorageError> {
+        self.keep().await
+    }
     /// Drops them: the upload's length stays what it was.
     async fn discard(self: Box<Self>);
 }
