@@ -42,6 +42,7 @@ mod output_limits;
 mod real_plugins;
 mod s3_outage;
 mod slow_clients;
+mod staging;
 mod storage;
 mod summed_limits;
 mod tus;
