@@ -206,6 +206,8 @@ on_both_backends!(
     a_rejected_upload_answers_422_and_leaves_nothing,
     partial_uploads_concatenate,
     an_interrupted_patch_keeps_what_arrived,
+    a_client_gone_after_its_last_byte_still_gets_its_upload_finished,
+    an_empty_upload_is_finished_at_creation,
     expired_uploads_are_swept_with_their_bytes,
 );
 
@@ -597,6 +599,85 @@ async fn an_interrupted_patch_keeps_what_arrived(backends: Backends) {
     )
     .await;
     assert_eq!(record["sha256"], sha(&bytes));
+    tus.server.stop().await;
+}
+
+async fn a_client_gone_after_its_last_byte_still_gets_its_upload_finished(backends: Backends) {
+    let tus = Tus::start(backends).await;
+    let bytes = random(300_000, 11);
+    let path = tus
+        .create(
+            ALICE,
+            bytes.len() as u64,
+            "last.bin",
+            "application/octet-stream",
+        )
+        .await;
+    // Every byte (chunked), then the connection closes before the body's
+    // last chunk: the server reads them all, then a broken body.
+    let addr = tus.server.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE}\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: {OFFSET_STREAM}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        bytes.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, &bytes)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, b"\r\n")
+        .await
+        .unwrap();
+    drop(socket);
+    // A client resuming sees it finished (with its record), not an upload
+    // stuck at its full length.
+    let record_url = format!("/v1/uploads/{}", id_of(&path));
+    let finished = eventually(Duration::from_secs(10), || async {
+        let head = tus.head(ALICE, &path).await;
+        (header(&head, "upload-record") == Some(record_url.as_str())).then_some(())
+    })
+    .await;
+    assert!(
+        finished.is_some(),
+        "not finished: {:?}",
+        tus.head(ALICE, &path).await.headers()
+    );
+    let record = json(tus.server.get(ALICE, &record_url).await, 200).await;
+    assert_eq!(record["sha256"], sha(&bytes));
+    tus.server.stop().await;
+}
+
+async fn an_empty_upload_is_finished_at_creation(backends: Backends) {
+    let tus = Tus::start(backends).await;
+    let response = tus
+        .request(Method::POST, ALICE, TUS)
+        .header("upload-length", 0)
+        .header("upload-metadata", metadata("empty.txt", "text/plain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let path = location(&response);
+    assert_eq!(number(&response, "upload-offset"), 0);
+    assert!(header(&response, "upload-record").is_some());
+    let record = json(response, 201).await;
+    assert_eq!(record["size"], 0);
+    assert_eq!(record["sha256"], sha(b""));
+    assert_eq!(
+        tus.server
+            .get(ALICE, &path)
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert!(tus.staged().await.is_empty(), "{:?}", tus.staged().await);
     tus.server.stop().await;
 }
 

@@ -153,9 +153,8 @@ impl Resumable {
             appended.discard().await;
             return Err(TusError::Locked);
         }
-        let completes = interrupted.is_none()
-            && descriptor.concat == Concat::None
-            && descriptor.length == Some(staged.offset + received);
+        let whole = descriptor.length == Some(staged.offset + received);
+        let completes = whole && descriptor.concat == Concat::None;
         let offset = if completes {
             appended.keep_to_complete().await?
         } else {
@@ -166,11 +165,16 @@ impl Resumable {
         if let Some(sha256) = &sha256 {
             self.digests.put(id, offset, sha256.clone());
         }
-        if let Some(err) = interrupted {
+        if let Some(err) = interrupted
+            && !whole
+        {
             // The bytes that came are kept; the client resumes from here.
             tracing::info!(id, offset, "resumable upload interrupted");
             return Err(err);
         }
+        // Whole, even if the client went away after its last byte: a client
+        // that resumes finds the upload finished (not stuck at its length,
+        // which it would take for done).
         if descriptor.length != Some(offset) {
             return Ok(Patched {
                 offset,

@@ -158,6 +158,19 @@ impl Resumable {
             .await?;
         self.metrics.resumable("created");
         tracing::info!(id, client = %client.name, length = ?descriptor.length, "resumable upload created");
+        if descriptor.length == Some(0) && descriptor.concat == Concat::None {
+            // Whole already: no PATCH will come (clients send none for an
+            // empty file).
+            let _lease = self.lock(&id).await?;
+            let ingested = self
+                .finish(client, &id, &descriptor, 0, Some(Sha256::new()))
+                .await?;
+            return Ok(Created {
+                id,
+                expires: None,
+                finished: Some(ingested),
+            });
+        }
         Ok(Created {
             expires: Some(SystemTime::now() + self.settings.expiration),
             id,
@@ -165,9 +178,29 @@ impl Resumable {
         })
     }
 
-    /// Where upload `id` of `client` stands.
+    /// Where upload `id` of `client` stands. One whose bytes all arrived
+    /// but that was not finished (its finish failed) is finished now: the
+    /// client asking is about to take its full offset for done.
     pub async fn status(&self, client: &Client, id: &str) -> Result<Status, TusError> {
         match self.load(client, id).await? {
+            Some((descriptor, staged))
+                if descriptor.concat == Concat::None
+                    && descriptor.length == Some(staged.offset) =>
+            {
+                let _lease = self.lock(id).await?;
+                match self.load(client, id).await? {
+                    Some((descriptor, staged)) => {
+                        let digest = self.digests.at(id, staged.offset);
+                        let ingested = self
+                            .finish(client, id, &descriptor, staged.offset, digest)
+                            .await?;
+                        Ok(Status::Finished(Box::new(ingested.record)))
+                    }
+                    None => Ok(Status::Finished(Box::new(
+                        self.service.record(client, id).await?,
+                    ))),
+                }
+            }
             Some((descriptor, staged)) => {
                 if staged.offset > 0 {
                     self.metrics.resumable("resumed");
