@@ -154,6 +154,12 @@ async fn other_origins_get_no_cors_headers() {
             "{origin}"
         );
         assert!(header(&response, "access-control-expose-headers").is_none());
+        // Still an answer that depends on the origin, for caches.
+        assert!(
+            list(&response, "vary").contains(&"origin".to_string()),
+            "{:?}",
+            response.headers()
+        );
     }
     server.stop().await;
     // No origins configured (the default): no CORS at all.

@@ -38,12 +38,24 @@ pub fn apply(router: Router, config: &CorsConfig) -> Router {
             || request
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        let target = if allowed && preflight_or_not_options {
+        let cors = allowed && preflight_or_not_options;
+        let target = if cors {
             with_cors.clone()
         } else {
             router.clone()
         };
-        target.oneshot(request)
+        async move {
+            let mut response = target.oneshot(request).await?;
+            if !cors {
+                // The answer depends on the origin: a cache must not hand
+                // this one to a page of an allowed origin (the layer says
+                // so itself on the answers it makes).
+                response
+                    .headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("origin"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     }))
 }
 
