@@ -7,6 +7,7 @@ mod cors;
 mod error;
 mod extract;
 mod objects;
+mod openapi;
 mod ops;
 mod run;
 mod server;
@@ -21,10 +22,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use utoipa::OpenApi as _;
-use utoipa_axum::router::OpenApiRouter;
 
 pub use self::error::ApiError;
+pub use self::openapi::openapi;
 pub use self::run::{bind, run};
 pub use self::server::{ConnectionLimits, serve};
 use crate::admin::{Admin, Running};
@@ -54,53 +54,10 @@ impl From<&App> for AppState {
     }
 }
 
-/// The documented routes of every area (each area's `router()` registers
-/// a handler together with its OpenAPI description).
-fn areas() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(uploads::router())
-        .merge(tus::router())
-        .merge(objects::router())
-        .merge(admin::router())
-        .merge(ops::router())
-}
-
-/// The OpenAPI description of the whole API (served at `/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    areas().split_for_parts().1
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    info(title = "Airlock", description = "File uploads (one-shot and tus 1.0.0 resumable) run through sandboxed WebAssembly plugins; the operators' API."),
-    modifiers(&Security),
-)]
-struct ApiDoc;
-
-/// The two Bearer schemes: API keys and the admin token.
-struct Security;
-
-impl utoipa::Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let bearer = |what: &str| {
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(what))
-                    .build(),
-            )
-        };
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("api_key", bearer("an API client's key (`[[clients]]`)"));
-        components.add_security_scheme("admin_token", bearer("the admin token (`admin.token`)"));
-    }
-}
-
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     let cors = state.running.config.server.cors.clone();
-    let (routes, _) = areas().split_for_parts();
+    let (routes, _) = openapi::areas().split_for_parts();
     let routes = routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -120,7 +77,8 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(routes)
         .layer(middleware::map_request(tus::method_override));
     // Outermost: preflights are answered before anything else, and every
-    // answer, errors included, carries the CORS headers.
+    // answer to an allowed origin, errors included, carries the CORS
+    // headers.
     cors::apply(router, &cors)
 }
 

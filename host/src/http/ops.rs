@@ -78,6 +78,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
 async fn openapi() -> Response {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let json = JSON.get_or_init(|| super::openapi().to_json().unwrap_or_default());
+    let json = JSON.get_or_init(|| super::openapi::openapi().to_json().unwrap_or_default());
     ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
 }
