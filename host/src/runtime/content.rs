@@ -18,6 +18,13 @@ pub trait ContentSource: Send + Sync {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
 }
 
+/// How many of `len` bytes from `offset` exist in content of `size` bytes.
+pub fn readable(size: u64, offset: u64, len: usize) -> usize {
+    usize::try_from(size.saturating_sub(offset))
+        .unwrap_or(usize::MAX)
+        .min(len)
+}
+
 /// Content in a local file, read with positioned reads so concurrent readers
 /// never share a cursor.
 pub struct FileContent {
@@ -44,9 +51,7 @@ impl ContentSource for FileContent {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        let len = usize::try_from(self.size.saturating_sub(offset))
-            .unwrap_or(usize::MAX)
-            .min(len);
+        let len = readable(self.size, offset, len);
         if len == 0 {
             return Ok(Bytes::new());
         }

@@ -3,6 +3,7 @@
 //! post-store queue as a one-shot upload, reading the content from storage.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use super::ingest::{Arrival, Place};
 use super::names::sanitize_filename;
 use super::{Ingested, UploadError, UploadService, keys};
 use crate::auth::Client;
-use crate::runtime::ContentSource;
+use crate::runtime::{ContentSource, readable};
 use crate::storage::BlobStore;
 use crate::text::essence;
 
@@ -72,13 +73,17 @@ impl UploadService {
     }
 }
 
-/// An object in storage read in blocks of [`READ_AHEAD`], the last block
-/// kept for the reads that follow.
+/// An object in storage, the last block read kept for the reads that
+/// follow. A read that starts the object or continues where the last block
+/// ended fetches [`READ_AHEAD`] bytes; any other fetches only what it asks
+/// for, so a plugin jumping about (charged only for the bytes it gets)
+/// cannot make the host fetch more than the object's size beyond them.
 pub struct StoredContent {
     store: Arc<dyn BlobStore>,
     key: String,
     size: u64,
     block: Mutex<Option<(u64, Bytes)>>,
+    fetched: AtomicU64,
 }
 
 impl StoredContent {
@@ -89,6 +94,22 @@ impl StoredContent {
             key,
             size,
             block: Mutex::new(None),
+            fetched: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes fetched from storage so far.
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// Whether a read at `offset` goes on in order: from the start, or
+    /// where the last block ended.
+    fn sequential(&self, offset: u64) -> bool {
+        let block = self.block.lock().unwrap_or_else(PoisonError::into_inner);
+        match block.as_ref() {
+            None => offset == 0,
+            Some((start, bytes)) => start.saturating_add(bytes.len() as u64) == offset,
         }
     }
 
@@ -108,18 +129,19 @@ impl ContentSource for StoredContent {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        let len = usize::try_from(self.size.saturating_sub(offset))
-            .unwrap_or(usize::MAX)
-            .min(len);
+        let len = readable(self.size, offset, len);
         if len == 0 {
             return Ok(Bytes::new());
         }
         if let Some(bytes) = self.cached(offset, len) {
             return Ok(bytes);
         }
-        let end = offset
-            .saturating_add((len as u64).max(READ_AHEAD))
-            .min(self.size);
+        let fetch = if self.sequential(offset) {
+            (len as u64).max(READ_AHEAD)
+        } else {
+            len as u64
+        };
+        let end = offset.saturating_add(fetch).min(self.size);
         let object = self
             .store
             .get(&self.key, Some(offset..end))
@@ -131,8 +153,61 @@ impl ContentSource for StoredContent {
             block.extend_from_slice(&chunk?);
         }
         let block = block.freeze();
+        self.fetched
+            .fetch_add(block.len() as u64, Ordering::Relaxed);
         let out = block.slice(..len.min(block.len()));
         *self.block.lock().unwrap_or_else(PoisonError::into_inner) = Some((offset, block));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStore;
+
+    async fn content(size: usize) -> (tempfile::TempDir, StoredContent) {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("no temporary directory");
+        };
+        let Ok(store) = LocalStore::open(dir.path()).await else {
+            panic!("no store");
+        };
+        let bytes = Bytes::from(vec![7u8; size]);
+        if let Err(e) = store
+            .put_bytes("obj", bytes, "application/octet-stream")
+            .await
+        {
+            panic!("{e}");
+        }
+        let content = StoredContent::new(Arc::new(store), "obj".into(), size as u64);
+        (dir, content)
+    }
+
+    #[tokio::test]
+    async fn reads_in_order_are_fetched_a_block_at_a_time() {
+        let (_dir, content) = content(3 << 20).await;
+        let mut offset = 0;
+        while offset < content.size() {
+            let Ok(bytes) = content.read_at(offset, 4096).await else {
+                panic!("read failed");
+            };
+            offset += bytes.len() as u64;
+        }
+        assert_eq!(content.fetched(), 3 << 20);
+    }
+
+    #[tokio::test]
+    async fn scattered_reads_fetch_only_what_they_ask() {
+        let (_dir, content) = content(8 << 20).await;
+        // One byte here and there, never where the last block ended.
+        for i in 0..64u64 {
+            let offset = 1 + (i * 7_919_003) % ((8 << 20) - 2);
+            let Ok(bytes) = content.read_at(offset, 1).await else {
+                panic!("read failed");
+            };
+            assert_eq!(bytes.len(), 1);
+        }
+        assert_eq!(content.fetched(), 64);
     }
 }
