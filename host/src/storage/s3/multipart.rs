@@ -33,21 +33,7 @@ impl S3Store {
         size: u64,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(object)
-            .content_type(content_type)
-            .send()
-            .await
-            .map_err(|e| sdk_error("starting multipart upload of", object, e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
-        if upload_id.is_empty() {
-            return Err(StorageError::unavailable_bare(format!(
-                "s3: no upload id for a multipart upload of {object}"
-            )));
-        }
+        let upload_id = self.start_multipart(object, Some(content_type)).await?;
         let mut guard = AbortOnDrop {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
@@ -76,21 +62,12 @@ impl S3Store {
                     .map_err(|e| {
                         StorageError::unavailable(format!("reading {}", path.display()), e)
                     })?;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(object)
-                    .upload_id(upload_id_ref)
-                    .part_number(number)
-                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("uploading a part of", object, e))?;
+                let etag = self
+                    .upload_part(object, upload_id_ref, number, body, len)
+                    .await?;
                 Ok(CompletedPart::builder()
                     .part_number(number)
-                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .set_e_tag(etag)
                     .build())
             })
             .buffered(PART_CONCURRENCY)
@@ -103,19 +80,7 @@ impl S3Store {
                 return Err(e);
             }
         };
-        let done = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(object)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await;
+        let done = self.complete_multipart(object, &upload_id, completed).await;
         match done {
             Ok(_) => {
                 guard.upload_id = None;
@@ -123,9 +88,81 @@ impl S3Store {
             }
             Err(e) => {
                 guard.abort().await;
-                Err(sdk_error("completing multipart upload of", object, e))
+                Err(e)
             }
         }
+    }
+}
+
+impl S3Store {
+    /// Starts a multipart upload of S3 object `object`; its upload id.
+    pub(super) async fn start_multipart(
+        &self,
+        object: &str,
+        content_type: Option<&str>,
+    ) -> Result<String, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .set_content_type(content_type.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| sdk_error("starting multipart upload of", object, e))?;
+        match created.upload_id() {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => Err(StorageError::unavailable_bare(format!(
+                "s3: no upload id for a multipart upload of {object}"
+            ))),
+        }
+    }
+
+    /// Uploads part `number` (`len` bytes of `body`); its ETag.
+    pub(super) async fn upload_part(
+        &self,
+        object: &str,
+        upload_id: &str,
+        number: i32,
+        body: SdkByteStream,
+        len: u64,
+    ) -> Result<Option<String>, StorageError> {
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(object)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error("uploading a part of", object, e))?;
+        Ok(part.e_tag().map(str::to_string))
+    }
+
+    /// Completes a multipart upload from `parts`, in order.
+    pub(super) async fn complete_multipart(
+        &self,
+        object: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), StorageError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("completing multipart upload of", object, e))?;
+        Ok(())
     }
 }
 

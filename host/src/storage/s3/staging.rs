@@ -11,13 +11,13 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::S3Store;
-use super::errors::{object_error, sdk_error};
+use super::errors::object_error;
 use super::multipart::{MIN_PART_SIZE, abort_upload};
 use crate::storage::staging::{Appended, Body, Staged, Staging, check_id};
 use crate::storage::{BlobStore, ByteStream, ListPages, Listed, StorageError};
@@ -106,22 +106,9 @@ impl S3Staging {
     }
 
     async fn start_multipart(&self, target: &str) -> Result<String, StorageError> {
-        let object = self.store.object_key(target)?;
-        let created = self
-            .store
-            .client
-            .create_multipart_upload()
-            .bucket(&self.store.bucket)
-            .key(&object)
-            .send()
+        self.store
+            .start_multipart(&self.store.object_key(target)?, None)
             .await
-            .map_err(|e| sdk_error("starting multipart upload of", &object, e))?;
-        match created.upload_id() {
-            Some(id) if !id.is_empty() => Ok(id.to_string()),
-            _ => Err(StorageError::unavailable_bare(format!(
-                "s3: no upload id for a multipart upload of {object}"
-            ))),
-        }
     }
 
     async fn upload_part(
@@ -131,26 +118,18 @@ impl S3Staging {
         number: i32,
         bytes: Bytes,
     ) -> Result<Part, StorageError> {
-        let object = self.store.object_key(target)?;
         let len = bytes.len() as u64;
-        let part = self
+        let etag = self
             .store
-            .client
-            .upload_part()
-            .bucket(&self.store.bucket)
-            .key(&object)
-            .upload_id(upload_id)
-            .part_number(number)
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .body(SdkByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| sdk_error("uploading a part of", &object, e))?;
-        Ok(Part {
-            number,
-            etag: part.e_tag().map(str::to_string),
-            len,
-        })
+            .upload_part(
+                &self.store.object_key(target)?,
+                upload_id,
+                number,
+                SdkByteStream::from(bytes),
+                len,
+            )
+            .await?;
+        Ok(Part { number, etag, len })
     }
 
     async fn abort(&self, target: &str, upload_id: &str) {
@@ -313,24 +292,14 @@ impl Staging for S3Staging {
                     .collect();
                 let done = self
                     .store
-                    .client
-                    .complete_multipart_upload()
-                    .bucket(&self.store.bucket)
-                    .key(&object)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(completed))
-                            .build(),
-                    )
-                    .send()
+                    .complete_multipart(&object, &upload_id, completed)
                     .await;
                 if let Err(e) = done {
                     // An earlier attempt may have completed it and failed
                     // only to record that.
                     let whole = self.store.size_of(&state.target, &object).await.ok();
                     if whole != Some(state.offset) {
-                        return Err(sdk_error("completing multipart upload of", &object, e));
+                        return Err(e);
                     }
                 }
             }
