@@ -7,6 +7,9 @@
 //! parts an append uploaded and then discarded are simply never listed
 //! (and overwritten by the next append that uploads the same numbers).
 
+mod append;
+
+use self::append::S3Appended;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -380,120 +383,5 @@ impl Staging for S3Staging {
             }
             Ok(ids)
         }))
-    }
-}
-
-/// An append: parts already uploaded, the bytes past them in memory (less
-/// than a part), and the state it started from.
-struct S3Appended {
-    staging: S3Staging,
-    id: String,
-    state: State,
-    upload_id: Option<String>,
-    /// Whether this append started the multipart upload (so a discard
-    /// aborts it).
-    started_upload: bool,
-    new_parts: Vec<Part>,
-    leftover: Bytes,
-    len: u64,
-}
-
-impl S3Appended {
-    async fn upload(&mut self, bytes: Bytes) -> Result<(), StorageError> {
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let id = self.staging.start_multipart(&self.state.target).await?;
-                self.upload_id = Some(id.clone());
-                self.started_upload = true;
-                id
-            }
-        };
-        let number =
-            i32::try_from(self.state.parts.len() + self.new_parts.len() + 1).map_err(|_| {
-                StorageError::unavailable_bare(format!("s3: too many parts for {}", self.id))
-            })?;
-        let part = self
-            .staging
-            .upload_part(&self.state.target, &upload_id, number, bytes)
-            .await?;
-        self.new_parts.push(part);
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Appended for S3Appended {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    async fn keep(self: Box<Self>) -> Result<u64, StorageError> {
-        let (staging, target, started) = (
-            self.staging.clone(),
-            self.state.target.clone(),
-            self.started_upload,
-        );
-        let upload_id = self.upload_id.clone();
-        let kept = self.commit().await;
-        if kept.is_err()
-            && started
-            && let Some(upload_id) = upload_id
-        {
-            // No state names the multipart upload this append started.
-            staging.abort(&target, &upload_id).await;
-        }
-        kept
-    }
-
-    async fn discard(self: Box<Self>) {
-        if self.started_upload
-            && let Some(upload_id) = &self.upload_id
-        {
-            self.staging.abort(&self.state.target, upload_id).await;
-        }
-    }
-}
-
-impl S3Appended {
-    /// Writes the leftover as the new tail, then the state naming it.
-    async fn commit(self) -> Result<u64, StorageError> {
-        let Self {
-            staging,
-            id,
-            mut state,
-            upload_id,
-            new_parts,
-            leftover,
-            len,
-            ..
-        } = self;
-        let old_tail = state.tail;
-        let generation = old_tail.map_or(1, |t| t.generation + 1);
-        state.tail = if leftover.is_empty() {
-            None
-        } else {
-            let tail_len = leftover.len() as u64;
-            staging
-                .store
-                .put_bytes(
-                    &key(&id, &format!("tail-{generation}"))?,
-                    leftover,
-                    "application/octet-stream",
-                )
-                .await?;
-            Some(Tail {
-                generation,
-                len: tail_len,
-            })
-        };
-        state.parts.extend(new_parts);
-        state.upload_id = upload_id;
-        state.offset += len;
-        staging.write_state(&id, &state).await?;
-        if let Some(old) = old_tail {
-            staging.drop_tail(&id, old.generation).await;
-        }
-        Ok(state.offset)
     }
 }

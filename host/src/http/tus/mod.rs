@@ -1,7 +1,8 @@
 //! Resumable uploads over tus 1.0.0 (<https://tus.io/protocols/resumable-upload>):
 //! core, creation, creation-with-upload, creation-defer-length,
 //! termination, checksum, expiration and concatenation, under `/v1/tus`.
-//! This file only translates headers; [`crate::resumable`] does the work.
+//! Only HTTP lives here (`headers.rs` parses the tus headers);
+//! [`crate::resumable`] does the work.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -11,34 +12,19 @@ use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Caller;
-use super::extract::ApiPath;
-use super::{ApiError, AppState};
+mod headers;
+
+use self::headers::{
+    BASE, EXTENSIONS, METHOD_OVERRIDE, OFFSET_STREAM, TUS_RESUMABLE, TUS_VERSION, UPLOAD_CONCAT,
+    UPLOAD_DEFER_LENGTH, UPLOAD_EXPIRES, UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET,
+    UPLOAD_RECORD, VERSION, bad, checksum, concat, is_offset_stream, number, text, value,
+};
 use crate::auth::Client;
-use crate::resumable::{ALGORITHMS, Checksum, Concat, Creation, Patch, Status, TusError};
-use crate::upload::{Ingested, valid_id};
-
-/// The protocol version spoken.
-const VERSION: &str = "1.0.0";
-/// The extensions implemented.
-const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation";
-/// The body type of a PATCH (and of creation-with-upload).
-const OFFSET_STREAM: &str = "application/offset+octet-stream";
-/// Where uploads live.
-const BASE: &str = "/v1/tus";
-
-const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
-const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
-const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
-const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
-const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
-const UPLOAD_METADATA: HeaderName = HeaderName::from_static("upload-metadata");
-const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
-const UPLOAD_CONCAT: HeaderName = HeaderName::from_static("upload-concat");
-const UPLOAD_CHECKSUM: HeaderName = HeaderName::from_static("upload-checksum");
-/// Where a finished upload's record is (`/v1/uploads/<id>`).
-pub const UPLOAD_RECORD: HeaderName = HeaderName::from_static("upload-record");
-const METHOD_OVERRIDE: HeaderName = HeaderName::from_static("x-http-method-override");
+use crate::http::auth::Caller;
+use crate::http::extract::ApiPath;
+use crate::http::{ApiError, AppState};
+use crate::resumable::{ALGORITHMS, Concat, Creation, Patch, Status};
+use crate::upload::Ingested;
 
 /// The tus routes; every response carries `Tus-Resumable`.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -374,84 +360,4 @@ fn finished(mut response: Response, ingested: &Ingested) -> Response {
 
 fn record_url(id: &str) -> String {
     format!("/v1/uploads/{id}")
-}
-
-/// Whether the body is an `application/offset+octet-stream`.
-fn is_offset_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(OFFSET_STREAM))
-}
-
-fn bad(message: &str) -> ApiError {
-    ApiError::from(TusError::bad_request(message))
-}
-
-/// A header as text, if present; 400 if it is not visible ASCII.
-fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, ApiError> {
-    headers
-        .get(name)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| bad(&format!("{name} is not ASCII text")))
-        })
-        .transpose()
-}
-
-/// A header holding a non-negative integer, if present; 400 otherwise.
-fn number(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, ApiError> {
-    text(headers, name)?
-        .map(|v| {
-            // Digits only: no sign, no spaces, no `+5`.
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(&format!("{name} must be a non-negative integer")));
-            }
-            v.parse()
-                .map_err(|_| bad(&format!("{name} is out of range")))
-        })
-        .transpose()
-}
-
-fn checksum(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
-    Ok(text(headers, &UPLOAD_CHECKSUM)?
-        .map(Checksum::parse)
-        .transpose()?)
-}
-
-/// `Upload-Concat`: `partial`, or `final;` and the parts' URLs (absolute or
-/// paths) separated by spaces.
-fn concat(header: Option<&str>) -> Result<Concat, ApiError> {
-    let Some(header) = header else {
-        return Ok(Concat::None);
-    };
-    if header.trim() == "partial" {
-        return Ok(Concat::Partial);
-    }
-    let Some(urls) = header.trim().strip_prefix("final;") else {
-        return Err(bad("Upload-Concat must be `partial` or `final;URL URL…`"));
-    };
-    let parts = urls
-        .split_whitespace()
-        .map(|url| {
-            let path = url
-                .split_once("://")
-                .map_or(url, |(_, rest)| rest.find('/').map_or("", |at| &rest[at..]));
-            path.strip_prefix(BASE)
-                .and_then(|p| p.strip_prefix('/'))
-                .filter(|id| valid_id(id))
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    bad(&format!(
-                        "Upload-Concat: `{url}` is not an upload URL of this server"
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Concat::Final(parts))
-}
-
-fn value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
