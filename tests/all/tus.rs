@@ -80,6 +80,24 @@ impl Tus {
             .unwrap()
     }
 
+    /// [`Self::patch`] as alice, with more headers.
+    async fn patch_with(
+        &self,
+        path: &str,
+        offset: u64,
+        extra: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut request = self
+            .request(Method::PATCH, ALICE, path)
+            .header("upload-offset", offset)
+            .header("content-type", OFFSET_STREAM);
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
     /// The upload's offset, from a HEAD that must succeed.
     async fn offset(&self, key: &str, path: &str) -> u64 {
         let response = self.head(key, path).await;
@@ -322,31 +340,23 @@ async fn checksums_are_checked_and_a_mismatch_drops_the_chunk(backends: Backends
         .await;
     let (first, rest) = bytes.split_at(5_500_000);
     let sha1 = STANDARD.encode(sha1::Sha1::digest(first));
-    let patch = |offset: u64, body: Bytes, checksum: String| {
-        tus.request(Method::PATCH, ALICE, &path)
-            .header("upload-offset", offset)
-            .header("content-type", OFFSET_STREAM)
-            .header("upload-checksum", checksum)
-            .body(body)
-            .send()
+    let (server, upload) = (&tus, path.as_str());
+    let patch = move |offset: u64, body: Bytes, checksum: String| async move {
+        server
+            .patch_with(upload, offset, &[("upload-checksum", &checksum)], body)
+            .await
     };
     // Wrong digest (of other bytes): 460, and the bytes are gone.
     let wrong = STANDARD.encode(sha2::Sha256::digest(rest));
-    let response = patch(0, Bytes::copy_from_slice(first), format!("sha256 {wrong}"))
-        .await
-        .unwrap();
+    let response = patch(0, Bytes::copy_from_slice(first), format!("sha256 {wrong}")).await;
     assert_eq!(error(response, 460).await, "checksum_mismatch");
     assert_eq!(tus.offset(ALICE, &path).await, 0);
     // Unknown algorithm: 400, before the body is read (so a small one: a
     // large one may still be in flight when the answer comes).
-    let response = patch(0, random(100, 3), "crc32 AAAAAA==".into())
-        .await
-        .unwrap();
+    let response = patch(0, random(100, 3), "crc32 AAAAAA==".into()).await;
     assert_eq!(error(response, 400).await, "bad_request");
     // Right digests, sha1 then md5.
-    let response = patch(0, Bytes::copy_from_slice(first), format!("sha1 {sha1}"))
-        .await
-        .unwrap();
+    let response = patch(0, Bytes::copy_from_slice(first), format!("sha1 {sha1}")).await;
     assert_eq!(response.status(), 204);
     let md5 = STANDARD.encode(md5::Md5::digest(rest));
     let response = patch(
@@ -354,8 +364,7 @@ async fn checksums_are_checked_and_a_mismatch_drops_the_chunk(backends: Backends
         Bytes::copy_from_slice(rest),
         format!("md5 {md5}"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(response.status(), 204, "{}", text(response).await);
     let record = json(
         tus.server
@@ -393,24 +402,22 @@ async fn deferred_length_is_declared_by_a_later_patch(backends: Backends) {
     // The length comes with the last bytes; a length below what arrived
     // is refused first.
     let response = tus
-        .request(Method::PATCH, ALICE, &path)
-        .header("upload-offset", 60_000)
-        .header("upload-length", 10)
-        .header("content-type", OFFSET_STREAM)
-        .body(bytes.slice(60_000..))
-        .send()
-        .await
-        .unwrap();
+        .patch_with(
+            &path,
+            60_000,
+            &[("upload-length", "10")],
+            bytes.slice(60_000..),
+        )
+        .await;
     assert_eq!(error(response, 400).await, "bad_request");
     let response = tus
-        .request(Method::PATCH, ALICE, &path)
-        .header("upload-offset", 60_000)
-        .header("upload-length", 100_000)
-        .header("content-type", OFFSET_STREAM)
-        .body(bytes.slice(60_000..))
-        .send()
-        .await
-        .unwrap();
+        .patch_with(
+            &path,
+            60_000,
+            &[("upload-length", "100000")],
+            bytes.slice(60_000..),
+        )
+        .await;
     assert_eq!(response.status(), 204);
     assert!(header(&response, "upload-record").is_some());
     let record = json(
@@ -848,14 +855,8 @@ async fn bad_requests_get_typed_errors_and_change_nothing() {
     let response = tus.patch(ALICE, &path, 0, random(1001, 1)).await;
     assert_eq!(error(response, 413).await, "past_length");
     let response = tus
-        .request(Method::PATCH, ALICE, &path)
-        .header("upload-offset", 0)
-        .header("upload-length", 999)
-        .header("content-type", OFFSET_STREAM)
-        .body(random(10, 1))
-        .send()
-        .await
-        .unwrap();
+        .patch_with(&path, 0, &[("upload-length", "999")], random(10, 1))
+        .await;
     assert_eq!(error(response, 400).await, "bad_request");
     // Unknown, malformed and other clients' ids.
     for (key, target) in [
