@@ -274,14 +274,7 @@ impl Metrics {
 
     /// Records one plugin invocation.
     pub fn invocation<T>(&self, plugin: &str, invocation: &Invocation<T>) {
-        let outcome = match &invocation.outcome {
-            Ok(_) => "ok",
-            Err(InvokeError::BudgetExceeded { .. }) => "budget_exceeded",
-            Err(InvokeError::Crashed { .. }) => "crashed",
-            Err(InvokeError::Failed { .. }) => "failed",
-            Err(InvokeError::InvalidOutput { .. }) => "invalid_output",
-            Err(InvokeError::Host { .. }) => "host_error",
-        };
+        let outcome = invocation.outcome_key();
         let label = PluginLabel {
             plugin: plugin.into(),
         };

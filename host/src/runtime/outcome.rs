@@ -248,6 +248,22 @@ pub struct Invocation<T = HookOutput> {
     pub report: UsageReport,
 }
 
+impl<T> Invocation<T> {
+    /// The outcome in one word (`ok`, `budget_exceeded`, `crashed`,
+    /// `failed`, `invalid_output`, `host_error`): the label of metrics and
+    /// the dashboard's counters.
+    pub fn outcome_key(&self) -> &'static str {
+        match &self.outcome {
+            Ok(_) => "ok",
+            Err(InvokeError::BudgetExceeded { .. }) => "budget_exceeded",
+            Err(InvokeError::Crashed { .. }) => "crashed",
+            Err(InvokeError::Failed { .. }) => "failed",
+            Err(InvokeError::InvalidOutput { .. }) => "invalid_output",
+            Err(InvokeError::Host { .. }) => "host_error",
+        }
+    }
+}
+
 impl HookOutput {
     /// Checks the names and keys of a result already read under the budget;
     /// the error says what is wrong with it.

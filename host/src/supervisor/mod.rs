@@ -5,6 +5,7 @@
 //! re-enables it.
 
 mod state;
+mod tally;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use self::state::{PluginState, StateRecord, StateStore};
+pub use self::tally::{LATENCY_WINDOW, Latency, Tally};
 use crate::budget::Limit;
 use crate::cache::BackendError;
 use crate::metrics::Metrics;
@@ -99,7 +101,7 @@ pub struct Violation {
 }
 
 /// Counters shown by the admin API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GuardCounters {
     /// Invocations that ran.
     pub invocations: u64,
@@ -109,6 +111,9 @@ pub struct GuardCounters {
     pub refused: u64,
     /// Invocations holding a bulkhead slot right now.
     pub running: u64,
+    /// Outcomes, budget stops, usage and latency of the invocations.
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 #[derive(Default)]
@@ -119,6 +124,7 @@ struct GuardState {
     // A trip whose publication to the shared store failed; retried.
     unpublished: Option<StateRecord>,
     counters: GuardCounters,
+    recorder: tally::Recorder,
     last_violation: Option<Violation>,
     // Bumped by every local change of state, so a refresh that read the
     // store before the change does not undo it.
@@ -214,8 +220,11 @@ impl Guard {
         let slots = self.containment.max_concurrency.max(1) as usize;
         let running = slots.saturating_sub(self.bulkhead.available_permits()) as u64;
         let counters = GuardCounters {
+            invocations: state.counters.invocations,
+            violations: state.counters.violations,
+            refused: state.counters.refused,
             running,
-            ..state.counters
+            tally: state.recorder.tally(),
         };
         (counters, state.last_violation.clone())
     }
@@ -291,6 +300,7 @@ impl Guard {
         let trip = {
             let mut state = self.lock();
             state.counters.invocations += 1;
+            state.recorder.record(invocation);
             let Some(err) = err else { return };
             state.counters.violations += 1;
             let now = Instant::now();
