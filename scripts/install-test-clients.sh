@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the real tus clients that the tus integration tests drive as
+# Installs the real clients that the integration tests drive as
 # subprocesses, and the reference tus server that scripts/bench-tus.sh runs
 # beside Airlock:
 # - tests/tus/node_modules from tests/tus/package-lock.json (`npm ci`):
 #   tus-js-client (tests/tus/client.mjs, tests/tus/bench.mjs), @tus/server and
-#   @tus/file-store (tests/tus/tus-server.mjs). Reinstalled only when
-#   node_modules is missing or older than the lock file;
+#   @tus/file-store (tests/tus/tus-server.mjs);
+# - tests/browser/node_modules (`npm ci`): playwright-core, which drives
+#   Debian's chromium (installed with apt) through the upload page and the
+#   dashboard (tests/browser/*.mjs). node_modules are reinstalled only when
+#   missing or older than their lock file;
 # - a venv at ${AIRLOCK_CACHE:-~/.cache/airlock}/venv-tus with the PyPI tus
 #   client `tuspy` (import `tusclient`, tests/tus/tuspy_client.py) and its
 #   dependencies, all pinned below. Recreated only when the pins change.
@@ -32,6 +35,7 @@ PY_PINS=(
   multidict==7.2.1 propcache==0.5.4 yarl==1.25.1 typing_extensions==4.16.0
 )
 DEB_PACKAGES=(nodejs npm)
+BROWSER_DIR="$ROOT/tests/browser"
 
 print_python=0
 case "${1:-}" in
@@ -45,33 +49,18 @@ say() { printf 'test clients: %s\n' "$*" >&2; }
 # shellcheck source=lib/debian.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
 
-apt_install() {
-  command -v dpkg-query >/dev/null && command -v apt-get >/dev/null || {
-    say "error: no apt-get to install $*"
-    return 1
-  }
-  local missing sudo=()
-  mapfile -t missing < <(missing_debian_packages "$@")
-  [[ ${#missing[@]} -gt 0 ]] || return 0
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { say "error: cannot install ${missing[*]} (not root, no sudo)"; return 1; }
-    sudo=(sudo)
-  fi
-  say "apt-get install ${missing[*]}"
-  { "${sudo[@]}" apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"; } >&2
-}
-
+# npm ci in "$1" unless its node_modules is newer than its lock file.
 install_node_modules() {
+  local dir="$1"
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install "${DEB_PACKAGES[@]}"
   fi
-  local stamp="$TUS_DIR/node_modules/.package-lock.json"
-  if [[ -f "$stamp" && ! "$TUS_DIR/package-lock.json" -nt "$stamp" ]]; then
+  local stamp="$dir/node_modules/.package-lock.json"
+  if [[ -f "$stamp" && ! "$dir/package-lock.json" -nt "$stamp" ]]; then
     return 0
   fi
-  say "npm ci in tests/tus"
-  (cd "$TUS_DIR" && npm ci --cache "$CACHE/npm" --prefer-offline --no-audit --no-fund --loglevel=error >&2)
+  say "npm ci in ${dir#"$ROOT"/}"
+  (cd "$dir" && npm ci --cache "$CACHE/npm" --prefer-offline --no-audit --no-fund --loglevel=error >&2)
   # npm ci leaves the stamp with the time of the install: newer than the lock.
   touch "$stamp"
 }
@@ -97,7 +86,10 @@ install_venv() {
 }
 
 mkdir -p "$CACHE"
-install_node_modules
+install_node_modules "$TUS_DIR"
+install_node_modules "$BROWSER_DIR"
+# Headless Chromium for the browser tests (tests/all/browser.rs).
+command -v chromium >/dev/null || apt_install chromium
 install_venv
 if ((print_python)); then
   printf '%s\n' "$VENV/bin/python"

@@ -22,8 +22,16 @@ use crate::upload::{FailurePolicy, UploadService};
 pub enum ConfigSource {
     /// A file given with `--config`.
     File(PathBuf),
-    /// The embedded defaults, with plugins from this directory.
-    Embedded(PathBuf),
+    /// The embedded defaults, with plugins from `plugins`. `admin_token`
+    /// stands in for their empty `admin.token` unless AIRLOCK_ADMIN_TOKEN
+    /// gives one (`airlock serve` makes one up, so that the dashboard works
+    /// on a first run), the same on every reload.
+    Embedded {
+        /// Where the example plugins' components are.
+        plugins: PathBuf,
+        /// The admin token when the environment sets none.
+        admin_token: Option<String>,
+    },
     /// A configuration built in code (tests, embedders): reload re-reads
     /// its plugin files.
     Fixed(Box<Config>),
@@ -34,7 +42,19 @@ impl ConfigSource {
     pub fn read(&self) -> Result<Config, StartError> {
         Ok(match self {
             ConfigSource::File(path) => Config::load(path)?,
-            ConfigSource::Embedded(dir) => Config::embedded(dir)?,
+            ConfigSource::Embedded {
+                plugins,
+                admin_token,
+            } => {
+                let mut config = Config::embedded(plugins)?;
+                if let Some(token) = admin_token
+                    .as_ref()
+                    .filter(|_| config.admin.token.is_empty())
+                {
+                    config.admin.token.clone_from(token);
+                }
+                config
+            }
             ConfigSource::Fixed(config) => (**config).clone(),
         })
     }
@@ -177,7 +197,7 @@ impl Admin {
         let runtime = Arc::clone(&self.running.runtime);
         let cache = Arc::clone(&self.running.cache);
         let metrics = Arc::clone(&self.running.metrics);
-        let embedded = matches!(source, ConfigSource::Embedded(_));
+        let embedded = matches!(source, ConfigSource::Embedded { .. });
         // Compiling components is CPU work: keep it off the request threads.
         let loaded = tokio::task::spawn_blocking(move || {
             let config = source.read()?;

@@ -56,7 +56,7 @@ impl App {
     /// with a warning instead of failing the start.
     pub async fn build(config: &Config, source: ConfigSource) -> Result<Self, StartError> {
         config.validate()?;
-        let embedded = matches!(source, ConfigSource::Embedded(_));
+        let embedded = matches!(source, ConfigSource::Embedded { .. });
         let metrics = Arc::new(Metrics::new());
         let (store, staging): (Arc<dyn BlobStore>, Arc<dyn Staging>) = match config.storage.backend
         {

@@ -94,6 +94,12 @@ impl ApiClients {
     }
 }
 
+/// A new secret token: 64 hex digits (244 random bits, from the OS).
+pub fn random_token() -> String {
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    format!("{}{}", a.simple(), b.simple())
+}
+
 /// SHA-256 of a key or token, the form in which they are compared.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().as_bytes()).into()

@@ -39,6 +39,7 @@ mod log_forging;
 mod openapi;
 mod orphan_sweep;
 mod output_limits;
+mod pages;
 mod real_plugins;
 mod s3_outage;
 mod slow_clients;

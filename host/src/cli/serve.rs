@@ -23,11 +23,17 @@ pub struct ServeArgs {
 
 /// Runs the service until ctrl-c or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // On the embedded defaults the dashboard gets a token of this run's
+    // own (printed below) unless AIRLOCK_ADMIN_TOKEN sets one.
+    let made_up_token = args.config.is_none().then(airlock::auth::random_token);
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
-        None => ConfigSource::Embedded(app::default_plugins_dir()),
+        None => ConfigSource::Embedded {
+            plugins: app::default_plugins_dir(),
+            admin_token: made_up_token.clone(),
+        },
     };
-    let embedded = matches!(source, ConfigSource::Embedded(_));
+    let embedded = matches!(source, ConfigSource::Embedded { .. });
     let mut config = source.read()?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
@@ -43,6 +49,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = airlock::http::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, storage = ?config.storage.backend, cache = ?config.cache.backend, "airlock listening");
+    if config.server.pages {
+        // The token goes in the fragment: browsers never send it to a server.
+        let token = made_up_token
+            .filter(|t| *t == config.admin.token)
+            .map(|t| format!("#token={t}"))
+            .unwrap_or_default();
+        tracing::info!(
+            "upload page: http://{addr}/  operator dashboard: http://{addr}/admin{token}"
+        );
+    }
     airlock::http::run(built, listener, app::shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }

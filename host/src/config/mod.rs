@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub post_store_workers: usize,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace_seconds: u64,
+    /// Serve the upload page at `/` and the operator dashboard at `/admin`
+    /// (built into the binary).
+    pub pages: bool,
     /// Which browser origins may call the API.
     pub cors: CorsConfig,
 }
@@ -122,6 +125,7 @@ impl Default for ServerConfig {
             post_store_queue: 1024,
             post_store_workers: 2,
             shutdown_grace_seconds: 30,
+            pages: true,
             cors: CorsConfig::default(),
         }
     }

@@ -9,6 +9,7 @@ mod extract;
 mod objects;
 mod openapi;
 mod ops;
+mod pages;
 mod run;
 mod server;
 mod tus;

@@ -16,6 +16,7 @@ pub(super) fn areas() -> OpenApiRouter<AppState> {
         .merge(super::objects::router())
         .merge(super::admin::router())
         .merge(super::ops::router())
+        .merge(super::pages::router())
 }
 
 /// The OpenAPI description of the whole API (served at `/openapi.json`).
