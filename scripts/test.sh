@@ -6,8 +6,10 @@
 #
 # Installs (once, into ${AIRLOCK_CACHE:-~/.cache/airlock}, shared by every
 # checkout): Debian's Rust toolchain + wasm-tools for building plugins, the
-# Garage S3 server, the real tus clients the tus tests drive (npm's
-# tus-js-client into tests/tus/node_modules, PyPI's tuspy into a venv).
+# Garage S3 server, the real clients the tests drive (npm's tus-js-client
+# into tests/tus/node_modules, PyPI's tuspy into a venv, Debian's chromium
+# with npm's playwright-core in tests/browser/node_modules). Building the
+# host bundles its web pages with npm's esbuild (host/build.rs).
 # Starts: Redis on 127.0.0.1:6379 if none answers there, and a Garage
 # single node on loopback for the run (stopped afterwards).
 # Garage builds in the background (log: ~/.cache/airlock/logs/).
@@ -39,7 +41,7 @@ garage_build=$!
 step "plugins: building every plugin under plugins/ into a component"
 scripts/build-plugins.sh
 
-step "test clients: tus-js-client (npm) and tuspy (PyPI) for the tus tests"
+step "test clients: tus-js-client (npm) and tuspy (PyPI), chromium (Debian) and playwright-core (npm)"
 AIRLOCK_TEST_TUSPY="$(scripts/install-test-clients.sh --print-python | tail -n 1)"
 export AIRLOCK_TEST_TUSPY
 

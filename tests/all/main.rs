@@ -15,6 +15,7 @@ mod served;
 #[path = "../loadgen/mod.rs"]
 mod loadgen;
 
+mod browser;
 mod budgets;
 mod cache_refusals;
 mod check_is_load;
