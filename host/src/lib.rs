@@ -4,6 +4,7 @@
 //! - [`runtime`] loads components and invokes them under a [`budget::Budget`].
 //! - [`cache`] is the capability plugins use for shared state.
 //! - [`storage`] keeps uploads on local disk or S3.
+//! - [`jobs`] is the durable queue of post-store work.
 //! - [`upload`] is the pipeline; [`http`] the API; [`app`] wires them from
 //!   a [`config::Config`].
 
@@ -15,6 +16,7 @@ pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod lock;
 pub mod metrics;
 pub mod resumable;

@@ -14,6 +14,7 @@ const RANKS: &[&str] = &[
     "cache",
     "lock",
     "storage",
+    "jobs",
     "auth",
     "runtime",
     "metrics",

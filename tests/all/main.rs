@@ -32,6 +32,7 @@ mod http_api;
 mod http_errors;
 mod incident;
 mod isolation;
+mod jobs;
 mod layers;
 mod load_limits;
 mod loading;
