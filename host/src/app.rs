@@ -13,12 +13,15 @@ use crate::assemble::{StartError, clients_for, load_plugins};
 use crate::auth::digest;
 use crate::cache::{CacheBackend, MemoryBackend, RedisBackend};
 use crate::config::{CacheBackendKind, Config, StorageBackend};
+use crate::jobs::{JobQueue, Journal, StreamQueue, WithFallback};
 use crate::lock::{Locks, RedisLocks};
 use crate::metrics::Metrics;
 use crate::resumable::{Resumable, Settings as TusSettings};
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::storage::{BlobStore, LocalStaging, LocalStore, S3Staging, S3Store, Staging};
-use crate::upload::{BodyTimeouts, PipelineLimits, PostStoreWorkers, UploadService};
+use crate::upload::{
+    BodyTimeouts, PipelineLimits, PostStoreSettings, PostStoreWorkers, UploadService,
+};
 
 /// A built service, ready to serve.
 pub struct App {
@@ -74,26 +77,43 @@ impl App {
         };
         let op_timeout = Duration::from_millis(config.cache.op_timeout_ms);
         let lock_ttl = Duration::from_millis(config.tus.lock_ttl_ms);
-        let (cache, locks): (Arc<dyn CacheBackend>, Locks) = match config.cache.backend {
-            CacheBackendKind::Memory => (
-                Arc::new(MemoryBackend::new(config.cache.memory_capacity_bytes)),
-                Locks::in_process(lock_ttl),
-            ),
-            CacheBackendKind::Redis => {
-                let redis = RedisBackend::connect(
-                    &config.cache.redis_url,
-                    op_timeout.max(Duration::from_secs(2)),
-                )
-                .await?;
-                // Plugins' keys are `<prefix>:<plugin>:<key>` with a
-                // non-empty name: none can start with `<prefix>::`.
-                let locks = RedisLocks::new(
-                    redis.connection(),
-                    &format!("{}::lock:", config.cache.prefix),
-                );
-                (Arc::new(redis), Locks::new(Arc::new(locks), lock_ttl))
-            }
-        };
+        let (cache, locks, jobs): (Arc<dyn CacheBackend>, Locks, Arc<dyn JobQueue>) =
+            match config.cache.backend {
+                CacheBackendKind::Memory => (
+                    Arc::new(MemoryBackend::new(config.cache.memory_capacity_bytes)),
+                    Locks::in_process(lock_ttl),
+                    Arc::new(Journal::open(&config.storage.path.join(".jobs")).await?),
+                ),
+                CacheBackendKind::Redis => {
+                    let redis = RedisBackend::connect(
+                        &config.cache.redis_url,
+                        op_timeout.max(Duration::from_secs(2)),
+                    )
+                    .await?;
+                    // Plugins' keys are `<prefix>:<plugin>:<key>` with a
+                    // non-empty name: none can start with `<prefix>::`.
+                    let locks = RedisLocks::new(
+                        redis.connection(),
+                        &format!("{}::lock:", config.cache.prefix),
+                    );
+                    let shared = StreamQueue::open(
+                        redis.connection(),
+                        &config.cache.prefix,
+                        Duration::from_secs(config.server.post_store_visibility_seconds),
+                    )
+                    .await?;
+                    // Redis down: jobs queue on this node's disk and run here.
+                    let jobs = WithFallback::new(
+                        shared,
+                        Journal::open(&config.storage.path.join(".jobs")).await?,
+                    );
+                    (
+                        Arc::new(redis),
+                        Locks::new(Arc::new(locks), lock_ttl),
+                        Arc::new(jobs),
+                    )
+                }
+            };
         let runtime = Arc::new(PluginRuntime::new(RuntimeConfig {
             fuel_metering: true,
             compiled_cache_dir: config
@@ -109,14 +129,17 @@ impl App {
             plugins,
             &config.storage.path.join(".tmp"),
             Arc::clone(&metrics),
+            jobs,
             PipelineLimits {
                 concurrent_uploads: config.server.max_concurrent_uploads,
                 body_timeouts: BodyTimeouts {
                     read: Duration::from_millis(config.server.body_read_timeout_ms),
                     deadline: Duration::from_secs(config.server.upload_deadline_seconds),
                 },
-                queue: config.server.post_store_queue,
-                workers: config.server.post_store_workers,
+                post_store: PostStoreSettings {
+                    workers: config.server.post_store_workers,
+                    max_attempts: config.server.post_store_max_attempts,
+                },
             },
         )
         .await?;
@@ -172,6 +195,10 @@ impl App {
                 Arc::clone(&self.running.tus),
                 self.expiry_every,
             )),
+            tokio::spawn(report_queue(
+                Arc::clone(self.running.service.jobs()),
+                Arc::clone(&self.running.metrics),
+            )),
             tokio::spawn(sweep_orphans(
                 Arc::clone(&self.store),
                 Arc::clone(&self.running.metrics),
@@ -181,15 +208,15 @@ impl App {
     }
 
     /// Once serving stopped: takes no more post-store jobs and waits up to
-    /// `left` for the queued ones. False if some were still running.
+    /// `left` for the running ones. False if some were still running (they
+    /// run again at the next start, as do the queued ones).
     pub async fn drain(self, left: Duration) -> bool {
-        self.running.service.close_queue();
         let drained = self.workers.drain(left).await;
         if drained {
-            tracing::info!("post-store queue drained");
+            tracing::info!("post-store workers stopped; queued jobs wait for the next start");
         } else {
             tracing::warn!(
-                "shutdown grace ran out with post-store jobs still running; their records stay `pending`"
+                "shutdown grace ran out with post-store jobs still running; they run again at the next start"
             );
         }
         drained
@@ -229,6 +256,22 @@ async fn sweep_orphans(store: Arc<dyn BlobStore>, metrics: Arc<Metrics>, schedul
         }
         let Some(every) = schedule.every else { return };
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Publishes the post-store queue's depth, oldest job and dead letters as
+/// metrics, every second.
+async fn report_queue(jobs: Arc<dyn JobQueue>, metrics: Arc<Metrics>) {
+    loop {
+        match jobs.stats().await {
+            Ok(stats) => {
+                metrics.post_store_queue(stats.depth, stats.oldest_age_ms / 1000, stats.dead);
+            }
+            Err(err) => {
+                tracing::warn!(error = %crate::text::chain(&err), "cannot read the post-store queue's stats")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -54,6 +54,9 @@ pub enum StartError {
     /// The pipeline.
     #[error("upload pipeline")]
     Upload(#[from] UploadError),
+    /// The post-store job queue cannot be opened.
+    #[error("post-store job queue")]
+    Jobs(#[from] crate::jobs::JobError),
     /// Listening failed.
     #[error("cannot listen on {addr}")]
     Listen {

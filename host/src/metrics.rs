@@ -61,7 +61,10 @@ pub struct Metrics {
     upload_seconds: Histogram,
     bytes_in: Counter,
     bytes_out: Counter,
-    post_store_dropped: Counter,
+    post_store_jobs: Family<EventLabel, Counter>,
+    post_store_depth: Gauge,
+    post_store_oldest_seconds: Gauge,
+    post_store_dead: Gauge,
     connections_open: Gauge,
     connection_timeouts: Family<KindLabel, Counter>,
     orphans_swept: Family<KindLabel, Counter>,
@@ -105,11 +108,29 @@ impl Metrics {
             "Bytes sent in content and derived downloads",
             bytes_out.clone(),
         );
-        let post_store_dropped = Counter::default();
+        let post_store_jobs = Family::<EventLabel, Counter>::default();
         registry.register(
-            "post_store_dropped",
-            "Post-store jobs dropped because the queue was full",
-            post_store_dropped.clone(),
+            "post_store_jobs",
+            "Post-store jobs by event: queued, done, retried (a host failure), dead (given up), dropped (the upload is gone)",
+            post_store_jobs.clone(),
+        );
+        let post_store_depth = Gauge::default();
+        registry.register(
+            "post_store_queue_depth",
+            "Post-store jobs queued or running (every node's, with Redis)",
+            post_store_depth.clone(),
+        );
+        let post_store_oldest_seconds = Gauge::default();
+        registry.register(
+            "post_store_oldest_job_seconds",
+            "Age of the oldest queued post-store job",
+            post_store_oldest_seconds.clone(),
+        );
+        let post_store_dead = Gauge::default();
+        registry.register(
+            "post_store_dead_letters",
+            "Post-store jobs given up after their attempts",
+            post_store_dead.clone(),
         );
         let connections_open = Gauge::default();
         registry.register(
@@ -184,7 +205,10 @@ impl Metrics {
             upload_seconds,
             bytes_in,
             bytes_out,
-            post_store_dropped,
+            post_store_jobs,
+            post_store_depth,
+            post_store_oldest_seconds,
+            post_store_dead,
             connections_open,
             connection_timeouts,
             orphans_swept,
@@ -223,9 +247,21 @@ impl Metrics {
         self.bytes_out.inc_by(n);
     }
 
-    /// A post-store job could not be queued.
-    pub fn post_store_dropped(&self) {
-        self.post_store_dropped.inc();
+    /// A post-store job `event` (`queued`, `done`, `retried`, `dead`,
+    /// `dropped`).
+    pub fn post_store_job(&self, event: &'static str) {
+        self.post_store_jobs
+            .get_or_create(&EventLabel { event })
+            .inc();
+    }
+
+    /// The post-store queue now: jobs in it, the oldest one's age, dead
+    /// letters.
+    pub fn post_store_queue(&self, depth: u64, oldest_seconds: u64, dead: u64) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.post_store_depth.set(gauge(depth));
+        self.post_store_oldest_seconds.set(gauge(oldest_seconds));
+        self.post_store_dead.set(gauge(dead));
     }
 
     /// An HTTP connection was accepted.

@@ -6,10 +6,16 @@ use std::time::Duration;
 use crate::common::*;
 use crate::harness::*;
 
-/// How many post-store invocations of `plugin` the server has finished.
-async fn invocations(server: &TestServer, plugin: &str) -> u64 {
-    let prefix = format!("airlock_plugin_invocations_total{{plugin=\"{plugin}\"");
-    server.metric(&prefix).await as u64
+/// How many post-store jobs the server has settled: done (the thumbnail ran
+/// and the update undid itself) or dropped (the upload was gone first).
+async fn settled_jobs(server: &TestServer) -> u64 {
+    let done = server
+        .metric("airlock_post_store_jobs_total{event=\"done\"}")
+        .await;
+    let dropped = server
+        .metric("airlock_post_store_jobs_total{event=\"dropped\"}")
+        .await;
+    (done + dropped) as u64
 }
 
 async fn deletes_right_after_201_stay_deleted(backends: Backends) {
@@ -26,7 +32,7 @@ async fn deletes_right_after_201_stay_deleted(backends: Backends) {
     }
     // Wait for every post-store job to have run (and updated, or not).
     let finished = eventually(Duration::from_secs(30), || async {
-        (invocations(&server, "thumbnail").await >= uploads).then_some(())
+        (settled_jobs(&server).await >= uploads).then_some(())
     })
     .await;
     assert!(finished.is_some(), "post-store jobs did not finish");

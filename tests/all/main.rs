@@ -24,6 +24,7 @@ mod config;
 mod containment;
 mod cors;
 mod delete_race;
+mod durable_post_store;
 mod fault_taxonomy;
 mod faults;
 mod fuzz;

@@ -72,11 +72,14 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// An upload's whole body must arrive within this, or it gets 408.
     pub upload_deadline_seconds: u64,
-    /// Post-store jobs that may wait; when full, jobs are dropped (and
-    /// counted), never blocking an upload.
-    pub post_store_queue: usize,
-    /// Tasks running post-store hooks.
+    /// Tasks running post-store jobs (default: the number of cores).
     pub post_store_workers: usize,
+    /// Attempts of a post-store job that fails for a host reason (storage
+    /// down…) before it goes to the dead letters.
+    pub post_store_max_attempts: u32,
+    /// With Redis: a job taken by a worker that has not finished it within
+    /// this is taken over by another (the worker is presumed dead).
+    pub post_store_visibility_seconds: u64,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace_seconds: u64,
     /// Serve the upload page at `/` and the operator dashboard at `/admin`
@@ -122,8 +125,9 @@ impl Default for ServerConfig {
             write_timeout_ms: 30_000,
             body_read_timeout_ms: 15_000,
             upload_deadline_seconds: 900,
-            post_store_queue: 1024,
-            post_store_workers: 2,
+            post_store_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            post_store_max_attempts: 8,
+            post_store_visibility_seconds: 120,
             shutdown_grace_seconds: 30,
             pages: true,
             cors: CorsConfig::default(),

@@ -71,10 +71,19 @@ impl Config {
                 "must not exceed server.header_read_timeout_ms",
             ));
         }
-        if self.server.post_store_workers == 0 || self.server.post_store_queue == 0 {
+        if self.server.post_store_workers == 0 {
+            return Err(invalid("server.post_store_workers", "must be at least 1"));
+        }
+        if self.server.post_store_max_attempts == 0 {
             return Err(invalid(
-                "server.post_store_workers",
-                "workers and queue must be at least 1",
+                "server.post_store_max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.server.post_store_visibility_seconds == 0 {
+            return Err(invalid(
+                "server.post_store_visibility_seconds",
+                "must be at least 1",
             ));
         }
         if !self.admin.token.is_empty() && self.admin.token.len() < 16 {

@@ -125,11 +125,17 @@ impl From<UploadError> for ApiError {
             UploadError::Storage(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None)
             }
+            UploadError::Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", None),
             UploadError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         };
         let mut headers = Vec::new();
         if status == StatusCode::TOO_MANY_REQUESTS {
             headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // An outage (storage, queue, a fail-closed plugin): worth a retry
+            // soon, not a hammering.
+            headers.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
         }
         if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body is not read: the connection cannot carry

@@ -63,6 +63,9 @@ pub enum UploadError {
     /// 503: storage failed.
     #[error(transparent)]
     Storage(StorageError),
+    /// 503: the post-store job could not be queued (nothing was stored).
+    #[error("cannot queue the post-store job")]
+    Queue(#[source] crate::jobs::JobError),
     /// 500: the host failed (local I/O, a bug).
     #[error("internal error: {what}")]
     Internal {

@@ -16,7 +16,6 @@ use tokio::sync::oneshot;
 
 use super::error::{BoxError, internal};
 use super::names::sanitize_filename;
-use super::post_store::PostStoreJob;
 use super::{Admission, PluginSet, SkippedPlugin, UploadError, UploadRecord, UploadService, keys};
 use crate::auth::Client;
 use crate::runtime::{ContentSource, FileContent, UploadInfo, Verdict};
@@ -59,8 +58,6 @@ pub(super) enum Place {
 /// are in the upload itself).
 struct Processed {
     skipped: Vec<SkippedPlugin>,
-    /// What later hooks read: the upload, or the last replacement.
-    content: Arc<dyn ContentSource>,
     replaced: Option<Bytes>,
 }
 
@@ -155,30 +152,25 @@ impl UploadService {
                 return Err(err);
             }
         };
-        let Processed {
-            skipped,
-            content,
-            replaced,
-        } = processed;
+        let Processed { skipped, replaced } = processed;
 
-        let (size, sha256, keep_temp) = match (replaced, place) {
+        // The post-store job reads the content back from the store.
+        let (size, sha256) = match (replaced, place) {
             (Some(bytes), _) => {
                 let digest = hex::encode(Sha256::digest(&bytes));
                 let len = bytes.len() as u64;
                 self.store
                     .put_bytes(&content_key, bytes, &upload.content_type)
                     .await?;
-                (len, digest, None)
+                (len, digest)
             }
             (None, Place::Temp(temp)) => {
                 self.store
                     .put_file(&content_key, &temp, &upload.content_type)
                     .await?;
-                // A local store moved the file; a remote one leaves it for the
-                // post-store hooks to read.
-                (size, sha256, Some(temp))
+                (size, sha256)
             }
-            (None, Place::Stored) => (size, sha256, None),
+            (None, Place::Stored) => (size, sha256),
         };
         crash_point("after-content");
 
@@ -195,23 +187,31 @@ impl UploadService {
             derived: Vec::new(),
             pending: Vec::new(),
         };
-        let permit = self.reserve_post_store(&plugins, &mut record);
+        // The job is queued before the record is written: a record that
+        // lists pending plugins always has a job to run them.
+        let post_store_done = if plugins.extensions.is_empty() {
+            None
+        } else {
+            record.pending = plugins
+                .extensions
+                .iter()
+                .map(|h| h.plugin.name().to_string())
+                .collect();
+            let done = self.waiters.register(&record.upload.id);
+            if let Err(err) = self.queue_post_store(&record).await {
+                self.waiters.forget(&record.upload.id);
+                self.forget_content(&content_key).await;
+                return Err(err);
+            }
+            Some(done)
+        };
         if let Err(err) = self.write_record(&record).await {
             // Without its record the content is unreachable: don't leak it.
+            // (Its job finds no record and is dropped.)
+            self.waiters.forget(&record.upload.id);
             self.forget_content(&content_key).await;
             return Err(err);
         }
-        let post_store_done = permit.map(|permit| {
-            let (done, waiter) = oneshot::channel();
-            permit.send(PostStoreJob {
-                record: record.clone(),
-                content,
-                plugins: Arc::clone(&plugins),
-                done,
-                _temp: keep_temp,
-            });
-            waiter
-        });
         tracing::info!(size = record.size, "upload stored");
         Ok(Ingested {
             record,
@@ -263,11 +263,7 @@ impl UploadService {
                 Err(failure) => self.on_plugin_failure(hooked, failure, &mut skipped)?,
             }
         }
-        Ok(Processed {
-            skipped,
-            content,
-            replaced,
-        })
+        Ok(Processed { skipped, replaced })
     }
 
     /// Streams the body into `path`, enforcing `limit`; returns size and

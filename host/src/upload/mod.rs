@@ -1,5 +1,5 @@
 //! The upload pipeline: stream to a temp file, pre-store hooks, durable
-//! commit, record, then post-store hooks on a bounded background queue.
+//! commit, record, then post-store hooks from a durable job queue.
 
 mod admission;
 mod catalog;
@@ -14,9 +14,7 @@ mod sweep;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-
-use tokio::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use self::admission::OpenUploads;
 pub use self::admission::{Admission, BodyTimeouts};
@@ -26,12 +24,13 @@ use self::ingest::clean_temp_dir;
 pub use self::ingest::{Batch, Ingested};
 pub use self::names::{sanitize_filename, valid_id};
 pub use self::plugins::{FailurePolicy, HookedPlugin, PluginSet};
-use self::post_store::PostStoreJob;
-pub use self::post_store::PostStoreWorkers;
+use self::post_store::Waiters;
+pub use self::post_store::{PostStoreSettings, PostStoreWorkers};
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
 pub use self::stored::{StoredContent, StoredUpload};
 pub use self::sweep::{SweepReport, sweep};
 use crate::auth::Client;
+use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
 use crate::storage::{BlobStore, Object, StorageError};
 
@@ -41,7 +40,9 @@ pub struct UploadService {
     plugins: RwLock<Arc<PluginSet>>,
     tmp_dir: PathBuf,
     metrics: Arc<Metrics>,
-    queue: Mutex<Option<mpsc::Sender<PostStoreJob>>>,
+    jobs: Arc<dyn JobQueue>,
+    post_store: PostStoreSettings,
+    waiters: Waiters,
     // Bounds uploads being processed: each holds plugin instances. Taken
     // once the body has arrived, so slow clients cannot hold it.
     in_flight: tokio::sync::Semaphore,
@@ -56,44 +57,44 @@ pub struct PipelineLimits {
     pub concurrent_uploads: usize,
     /// Limits on receiving a body.
     pub body_timeouts: BodyTimeouts,
-    /// Post-store jobs that may wait.
-    pub queue: usize,
-    /// Post-store worker tasks.
-    pub workers: usize,
+    /// Post-store workers and retries.
+    pub post_store: PostStoreSettings,
 }
 
 impl UploadService {
-    /// Builds the service and starts `workers` post-store tasks on a queue
-    /// of `queue` jobs. Leftover temp files in `tmp_dir` (from a crash) are
-    /// removed: they were never committed.
+    /// Builds the service and starts its post-store workers on `jobs`
+    /// (jobs queued before, by a previous run or another node, run too).
+    /// Leftover temp files in `tmp_dir` (from a crash) are removed: they
+    /// were never committed.
     pub async fn start(
         store: Arc<dyn BlobStore>,
         plugins: PluginSet,
         tmp_dir: &Path,
         metrics: Arc<Metrics>,
+        jobs: Arc<dyn JobQueue>,
         limits: PipelineLimits,
     ) -> Result<(Arc<Self>, PostStoreWorkers), UploadError> {
         let PipelineLimits {
             concurrent_uploads,
             body_timeouts,
-            queue,
-            workers,
+            post_store,
         } = limits;
         clean_temp_dir(tmp_dir)
             .await
             .map_err(internal("cleaning the temp directory"))?;
-        let (tx, rx) = mpsc::channel(queue);
         let service = Arc::new(Self {
             store,
             plugins: RwLock::new(Arc::new(plugins)),
             tmp_dir: tmp_dir.to_path_buf(),
             metrics,
-            queue: Mutex::new(Some(tx)),
+            jobs,
+            post_store,
+            waiters: Waiters::default(),
             in_flight: tokio::sync::Semaphore::new(concurrent_uploads.max(1)),
             open: OpenUploads::default(),
             body_timeouts,
         });
-        let workers = post_store::spawn_workers(&service, rx, workers);
+        let workers = post_store::spawn_workers(&service, post_store.workers);
         Ok((service, workers))
     }
 
@@ -142,11 +143,8 @@ impl UploadService {
         *self.plugins.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(plugins);
     }
 
-    /// Stops taking post-store jobs; workers exit once the queue is empty.
-    pub fn close_queue(&self) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+    /// The post-store job queue.
+    pub fn jobs(&self) -> &Arc<dyn JobQueue> {
+        &self.jobs
     }
 }

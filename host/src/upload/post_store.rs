@@ -1,203 +1,407 @@
-//! Post-store work: extension plugins run on a bounded background queue
-//! after the upload was answered; their artifacts are stored beside it and
-//! its record updated, unless it was deleted meanwhile.
+//! Post-store work: extension plugins run after the upload was answered,
+//! from the durable job queue ([`crate::jobs`]); their artifacts are stored
+//! beside the upload and its record updated (unless it was deleted
+//! meanwhile), and only then does the job leave the queue.
+//!
+//! A plugin's own failure (budget stop, crash, quarantine) is a result and
+//! is recorded in `skipped`; a failure of the host's (storage down, no free
+//! instance, a full bulkhead) is retried with backoff, and a job that keeps
+//! failing goes to the dead letters, its plugins listed as skipped.
 
-use std::sync::{Arc, PoisonError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{DerivedRecord, PluginSet, SkippedPlugin, UploadRecord, UploadService, keys};
-use crate::runtime::{ContentSource, HookKind};
+use super::{
+    DerivedRecord, HookedPlugin, SkippedPlugin, StoredContent, UploadError, UploadRecord,
+    UploadService, keys,
+};
+use crate::jobs::{Claimed, Job};
+use crate::runtime::{ContentSource, HookKind, InvokeError};
 use crate::storage::StorageError;
+use crate::supervisor::Refusal;
 use crate::text::chain;
 
-pub(super) struct PostStoreJob {
-    pub(super) record: UploadRecord,
-    pub(super) content: Arc<dyn ContentSource>,
-    pub(super) plugins: Arc<PluginSet>,
-    pub(super) done: oneshot::Sender<UploadRecord>,
-    // Keeps a temp file alive (and deletes it after) when the content was
-    // uploaded to remote storage.
-    pub(super) _temp: Option<tempfile::TempPath>,
+use super::error::internal;
+use super::plugins::PluginFailure;
+
+/// How long an idle worker waits for a job before checking for shutdown.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// A job whose record is not there yet (it is written right after the job
+/// is queued) is tried again this soon, without counting an attempt.
+const RECORD_NOT_YET: Duration = Duration::from_secs(1);
+/// After this long without a record, the upload never completed (or was
+/// deleted): the job is dropped.
+const RECORD_GRACE: Duration = Duration::from_secs(60);
+/// Backoff of host-side failures: 1 s, doubling, at most this.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Post-store settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PostStoreSettings {
+    /// Worker tasks.
+    pub workers: usize,
+    /// Attempts of a job failing for host reasons before it is given up.
+    pub max_attempts: u32,
 }
 
-/// Post-store worker tasks; await them after closing the queue to drain it.
-pub struct PostStoreWorkers(Vec<JoinHandle<()>>);
+/// Post-store worker tasks; stop them with [`PostStoreWorkers::drain`].
+pub struct PostStoreWorkers {
+    tasks: Vec<JoinHandle<()>>,
+    closing: Arc<AtomicBool>,
+}
 
 impl PostStoreWorkers {
-    /// Waits for queued jobs to finish, up to `grace`.
+    /// Stops taking jobs and waits up to `grace` for the running ones.
+    /// Jobs not started stay queued for the next start (or another node).
     pub async fn drain(self, grace: Duration) -> bool {
-        let all = futures::future::join_all(self.0);
+        self.closing.store(true, Ordering::Release);
+        let all = futures::future::join_all(self.tasks);
         tokio::time::timeout(grace, all).await.is_ok()
     }
 }
 
-/// Starts `workers` tasks taking jobs from `rx` until it closes.
-pub(super) fn spawn_workers(
-    service: &Arc<UploadService>,
-    rx: mpsc::Receiver<PostStoreJob>,
-    workers: usize,
-) -> PostStoreWorkers {
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let handles = (0..workers)
+/// Those waiting for an upload's post-store results on this node
+/// (`?wait=true`).
+#[derive(Default)]
+pub(super) struct Waiters(Mutex<HashMap<String, Vec<oneshot::Sender<UploadRecord>>>>);
+
+impl Waiters {
+    pub(super) fn register(&self, id: &str) -> oneshot::Receiver<UploadRecord> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_string())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    pub(super) fn forget(&self, id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    fn wake(&self, record: &UploadRecord) {
+        let waiting = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&record.upload.id);
+        for tx in waiting.into_iter().flatten() {
+            // The waiter may have given up already.
+            let _ = tx.send(record.clone());
+        }
+    }
+}
+
+/// Starts `settings.workers` tasks taking jobs from the service's queue.
+pub(super) fn spawn_workers(service: &Arc<UploadService>, workers: usize) -> PostStoreWorkers {
+    let closing = Arc::new(AtomicBool::new(false));
+    let tasks = (0..workers.max(1))
         .map(|_| {
             let service = Arc::clone(service);
-            let rx = Arc::clone(&rx);
+            let closing = Arc::clone(&closing);
             tokio::spawn(async move {
-                loop {
-                    let job = rx.lock().await.recv().await;
-                    let Some(job) = job else { break };
-                    service.post_store(job).await;
+                while !closing.load(Ordering::Acquire) {
+                    match service.jobs.claim(IDLE_WAIT).await {
+                        Ok(Some(claimed)) => service.run_job(claimed).await,
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::error!(error = %chain(&err), "cannot take a post-store job; trying again");
+                            tokio::time::sleep(IDLE_WAIT).await;
+                        }
+                    }
                 }
             })
         })
         .collect();
-    PostStoreWorkers(handles)
+    PostStoreWorkers { tasks, closing }
+}
+
+/// How one run of a job ended.
+enum Ran {
+    /// The record holds the results.
+    Done(Box<UploadRecord>),
+    /// No record (yet): written right after the job was queued, or the
+    /// upload failed.
+    NoRecord,
+    /// The upload was deleted.
+    Deleted,
+    /// The host could not do its part; worth another attempt.
+    HostFailure(String),
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.min(6)).min(MAX_BACKOFF)
 }
 
 impl UploadService {
-    /// Reserves a post-store queue slot and lists the extensions as pending,
-    /// or, when the queue is full or closing, lists them as skipped. Never
-    /// waits: a full queue must not slow uploads down.
-    pub(super) fn reserve_post_store(
-        &self,
-        plugins: &PluginSet,
-        record: &mut UploadRecord,
-    ) -> Option<mpsc::OwnedPermit<PostStoreJob>> {
-        if plugins.extensions.is_empty() {
-            return None;
-        }
-        let queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let permit = queue.and_then(|tx| tx.try_reserve_owned().ok());
-        let names = plugins
-            .extensions
-            .iter()
-            .map(|h| h.plugin.name().to_string());
-        if permit.is_some() {
-            record.pending = names.collect();
-        } else {
-            self.metrics.post_store_dropped();
-            record.skipped.extend(names.map(|plugin| SkippedPlugin {
-                plugin,
-                hook: HookKind::Extension,
-                reason: "post-store queue full or closing".into(),
-                limit: None,
-            }));
-        }
-        permit
+    /// Queues the post-store job of `record` (whose `pending` lists the
+    /// extensions to run), durably, before its record is written.
+    pub(super) async fn queue_post_store(&self, record: &UploadRecord) -> Result<(), UploadError> {
+        self.jobs
+            .push(&Job::new(&record.upload.id))
+            .await
+            .map_err(UploadError::Queue)?;
+        self.metrics.post_store_job("queued");
+        Ok(())
     }
 
-    #[tracing::instrument(name = "post_store", skip_all, fields(id = %job.record.upload.id))]
-    async fn post_store(&self, job: PostStoreJob) {
-        let record = &job.record;
-        let upload = &record.upload;
+    #[tracing::instrument(name = "post_store", skip_all, fields(id = %claimed.job.upload, attempt = claimed.job.attempt))]
+    async fn run_job(&self, claimed: Claimed) {
+        let job = claimed.job.clone();
+        let settled = match self.post_store(&job.upload).await {
+            Ran::Done(record) => {
+                self.waiters.wake(&record);
+                self.metrics.post_store_job("done");
+                self.jobs.ack(claimed).await
+            }
+            Ran::NoRecord if job.age() < RECORD_GRACE => {
+                self.jobs
+                    .retry(claimed, job.retried(RECORD_NOT_YET, false))
+                    .await
+            }
+            Ran::NoRecord => {
+                tracing::info!(
+                    "no record: the upload was never stored; dropping its post-store job"
+                );
+                self.metrics.post_store_job("dropped");
+                self.jobs.ack(claimed).await
+            }
+            Ran::Deleted => {
+                self.metrics.post_store_job("dropped");
+                self.jobs.ack(claimed).await
+            }
+            Ran::HostFailure(reason) if job.attempt + 1 >= self.post_store.max_attempts => {
+                tracing::error!(%reason, attempts = job.attempt + 1, "post-store job given up (dead letter)");
+                self.metrics.post_store_job("dead");
+                let reason = format!(
+                    "post-store job given up after {} attempts: {reason}",
+                    job.attempt + 1
+                );
+                self.give_up(&job.upload, &reason).await;
+                self.jobs.bury(claimed, &reason).await
+            }
+            Ran::HostFailure(reason) => {
+                let delay = backoff(job.attempt);
+                tracing::warn!(%reason, ?delay, "post-store job failed for a host reason; retrying");
+                self.metrics.post_store_job("retried");
+                self.jobs.retry(claimed, job.retried(delay, true)).await
+            }
+        };
+        if let Err(err) = settled {
+            // The job stays where it was: it runs again (after the
+            // visibility timeout, or at the next start).
+            tracing::error!(error = %chain(&err), "cannot settle a post-store job");
+        }
+    }
+
+    /// Runs the pending extensions of upload `id` and records the results.
+    async fn post_store(&self, id: &str) -> Ran {
+        let record = match self.read_record(id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return self.no_record(id).await,
+            Err(err) => return Ran::HostFailure(chain(&err)),
+        };
+        if record.pending.is_empty() {
+            // Done already (by a worker whose acknowledgement was lost).
+            return Ran::Done(Box::new(record));
+        }
+        let plugins = self.plugins();
+        let content: Arc<dyn ContentSource> = Arc::new(StoredContent::new(
+            Arc::clone(&self.store),
+            keys::content(id),
+            record.size,
+        ));
         let mut derived = Vec::new();
         let mut skipped = Vec::new();
-        for hooked in &job.plugins.extensions {
-            let items = self
-                .run_plugin(hooked, async |plugin| {
-                    plugin.derive(upload, Arc::clone(&job.content)).await
-                })
-                .await;
-            match items {
-                Ok(items) => {
-                    for item in items {
-                        let key = keys::derived(&upload.id, &item.name);
-                        let size = item.bytes.len() as u64;
-                        match self
-                            .store
-                            .put_bytes(&key, item.bytes, &item.content_type)
-                            .await
-                        {
-                            Ok(()) => derived.push(DerivedRecord {
-                                name: item.name,
-                                content_type: item.content_type,
-                                size,
-                                plugin: hooked.plugin.name().into(),
-                            }),
-                            Err(err) => skipped.push(SkippedPlugin {
-                                plugin: hooked.plugin.name().into(),
-                                hook: HookKind::Extension,
-                                reason: format!("storing {}: {err}", item.name),
-                                limit: None,
-                            }),
-                        }
-                    }
-                }
-                Err(failure) => {
-                    let reason = failure.reason();
-                    tracing::warn!(plugin = hooked.plugin.name(), error = %reason, "post-store plugin failed");
-                    skipped.push(SkippedPlugin {
-                        plugin: hooked.plugin.name().into(),
-                        hook: HookKind::Extension,
-                        reason,
-                        limit: failure.limit(),
-                    });
-                }
+        for name in &record.pending {
+            let Some(hooked) = plugins.extensions.iter().find(|h| h.plugin.name() == name) else {
+                skipped.push(SkippedPlugin {
+                    plugin: name.clone(),
+                    hook: HookKind::Extension,
+                    reason: "no longer loaded (removed by a reload)".into(),
+                    limit: None,
+                });
+                continue;
+            };
+            match self.run_extension(hooked, &record, &content).await {
+                Ok(Ok(items)) => derived.extend(items),
+                Ok(Err(skip)) => skipped.push(skip),
+                Err(reason) => return Ran::HostFailure(reason),
             }
         }
-        let final_record = self.finish_record(record, derived, skipped).await;
-        let _ = job.done.send(final_record);
+        match self.finish_record(&record, derived, skipped).await {
+            Ok(Some(record)) => Ran::Done(Box::new(record)),
+            Ok(None) => Ran::Deleted,
+            Err(err) => Ran::HostFailure(chain(&err)),
+        }
     }
 
-    /// Adds post-store results to the stored record. If the upload was
-    /// deleted meanwhile, removes the artifacts instead.
+    /// One extension on one upload: its stored artifacts, or why it was
+    /// skipped; `Err` for a failure of the host's.
+    async fn run_extension(
+        &self,
+        hooked: &HookedPlugin,
+        record: &UploadRecord,
+        content: &Arc<dyn ContentSource>,
+    ) -> Result<Result<Vec<DerivedRecord>, SkippedPlugin>, String> {
+        let upload = &record.upload;
+        let plugin = hooked.plugin.name().to_string();
+        let items = match self
+            .run_plugin(hooked, async |p| {
+                p.derive(upload, Arc::clone(content)).await
+            })
+            .await
+        {
+            Ok(items) => items,
+            Err(
+                failure @ (PluginFailure::Invoke(InvokeError::Host { .. })
+                | PluginFailure::Refused(Refusal::Busy { .. })),
+            ) => {
+                // Load or the host, not the plugin: never a reason to skip.
+                return Err(failure.reason());
+            }
+            Err(failure) => {
+                let reason = failure.reason();
+                tracing::warn!(plugin, error = %reason, "post-store plugin skipped");
+                return Ok(Err(SkippedPlugin {
+                    plugin,
+                    hook: HookKind::Extension,
+                    reason,
+                    limit: failure.limit(),
+                }));
+            }
+        };
+        let mut stored = Vec::new();
+        for item in items {
+            let key = keys::derived(&upload.id, &item.name);
+            let size = item.bytes.len() as u64;
+            self.store
+                .put_bytes(&key, item.bytes, &item.content_type)
+                .await
+                .map_err(|err| format!("storing {}: {}", item.name, chain(&err)))?;
+            stored.push(DerivedRecord {
+                name: item.name,
+                content_type: item.content_type,
+                size,
+                plugin: plugin.clone(),
+            });
+        }
+        Ok(Ok(stored))
+    }
+
+    /// No record: deleted (its tombstone says so; this job, the last
+    /// writer, removes it) or not written yet.
+    async fn no_record(&self, id: &str) -> Ran {
+        match self.store.get_bytes(&keys::tombstone(id)).await {
+            Ok(_) => {
+                self.remove_tombstone(id).await;
+                Ran::Deleted
+            }
+            Err(StorageError::NotFound(_)) => Ran::NoRecord,
+            Err(err) => Ran::HostFailure(chain(&err)),
+        }
+    }
+
+    /// The stored record of `id`, `None` if there is none.
+    async fn read_record(&self, id: &str) -> Result<Option<UploadRecord>, UploadError> {
+        match self.store.get_bytes(&keys::record(id)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(internal("reading a stored record")),
+            Err(StorageError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A dead-lettered job: its pending plugins are listed as skipped with
+    /// `reason` (if the record can be written at all).
+    async fn give_up(&self, id: &str, reason: &str) {
+        let record = match self.read_record(id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(error = %chain(&err), "cannot mark a dead-lettered job in its record");
+                return;
+            }
+        };
+        let skipped = record
+            .pending
+            .iter()
+            .map(|plugin| SkippedPlugin {
+                plugin: plugin.clone(),
+                hook: HookKind::Extension,
+                reason: reason.to_string(),
+                limit: None,
+            })
+            .collect();
+        match self.finish_record(&record, Vec::new(), skipped).await {
+            Ok(Some(record)) => self.waiters.wake(&record),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %chain(&err), "cannot mark a dead-lettered job in its record");
+            }
+        }
+    }
+
+    /// Adds post-store results to the stored record (an artifact of the
+    /// same name is replaced: a job may run twice). If the upload was
+    /// deleted meanwhile, removes the artifacts instead (`None`).
     async fn finish_record(
         &self,
         record: &UploadRecord,
         derived: Vec<DerivedRecord>,
         skipped: Vec<SkippedPlugin>,
-    ) -> UploadRecord {
-        let current = match self.store.get_bytes(&keys::record(&record.upload.id)).await {
-            Ok(bytes) => serde_json::from_slice::<UploadRecord>(&bytes).ok(),
-            Err(StorageError::NotFound(_)) => None,
-            Err(err) => {
-                tracing::error!(error = %chain(&err), "cannot read record after post-store hooks");
-                Some(record.clone())
-            }
-        };
-        let Some(mut current) = current else {
+    ) -> Result<Option<UploadRecord>, UploadError> {
+        let id = &record.upload.id;
+        let Some(mut current) = self.read_record(id).await? else {
             for item in &derived {
-                let key = keys::derived(&record.upload.id, &item.name);
+                let key = keys::derived(id, &item.name);
                 if let Err(err) = self.store.delete(&key).await {
                     // The orphan sweep removes it later.
                     tracing::warn!(key, error = %chain(&err), "cannot remove an artifact of a deleted upload");
                 }
             }
             // Deleted before this update: no writer is left to race with.
-            self.remove_tombstone(&record.upload.id).await;
-            return record.clone();
+            self.remove_tombstone(id).await;
+            return Ok(None);
         };
+        current
+            .derived
+            .retain(|d| !derived.iter().any(|n| n.name == d.name));
         current.derived.extend(derived);
+        current.skipped.retain(|s| {
+            !skipped
+                .iter()
+                .any(|n| n.plugin == s.plugin && n.hook == s.hook)
+        });
         current.skipped.extend(skipped);
         current.pending.clear();
-        if let Err(err) = self.write_record(&current).await {
-            tracing::error!(error = %chain(&err), "cannot update record after post-store hooks");
-        }
+        self.write_record(&current).await?;
         // A delete writes its tombstone before removing the record: if it
         // removed the record before the write above, the tombstone is
         // visible now, and the write must not bring the upload back.
-        match self
-            .store
-            .get_bytes(&keys::tombstone(&record.upload.id))
-            .await
-        {
+        match self.store.get_bytes(&keys::tombstone(id)).await {
             Ok(_) => {
                 self.remove_resurrected(&current).await;
-                self.remove_tombstone(&record.upload.id).await;
+                self.remove_tombstone(id).await;
+                return Ok(None);
             }
             Err(StorageError::NotFound(_)) => {}
             Err(err) => {
                 tracing::error!(error = %chain(&err), "cannot check for a delete after post-store hooks")
             }
         }
-        current
+        Ok(Some(current))
     }
 
     /// The last writer of a deleted upload removes its tombstone.
