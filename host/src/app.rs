@@ -65,6 +65,16 @@ impl App {
         {
             StorageBackend::Local => {
                 let local = LocalStore::open(&config.storage.path).await?;
+                // Before serving: every temporary file is a write cut short
+                // by the previous process (the store has one process).
+                let swept = local.sweep_temp(std::time::SystemTime::now()).await?;
+                if swept > 0 {
+                    metrics.orphans_swept("temp", swept);
+                    tracing::info!(
+                        files = swept,
+                        "removed the temporary files of writes cut short"
+                    );
+                }
                 (
                     Arc::new(local.clone()),
                     Arc::new(LocalStaging::open(local).await?),

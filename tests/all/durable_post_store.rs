@@ -128,8 +128,16 @@ async fn thumbnails_queued_at_a_sigkill_are_made_after_the_restart(backends: Bac
     );
     server.child.kill().unwrap();
     server.wait_exit(Duration::from_secs(10)).await.unwrap();
+    // What a write cut short by the kill leaves beside its destination.
+    let cut_short = setup
+        .data()
+        .join(format!("uploads/{}/.tmp-cut-short", ids[0]));
+    if backends == Backends::Local {
+        std::fs::write(&cut_short, b"half").unwrap();
+    }
 
     let server = setup.serve("after").await;
+    assert!(!cut_short.exists(), "the restart left a temporary file");
     all_thumbnails(&server, &ids).await;
     eprintln!("{left} of {} thumbnails were queued at the kill", ids.len());
 }
@@ -181,4 +189,59 @@ async fn two_nodes_share_one_stream_and_a_killed_nodes_job_is_taken_over() {
         "node B made no thumbnail:\n{}",
         node_b.log()
     );
+}
+
+/// A job that keeps failing for a host reason (its artifact cannot be
+/// stored: a directory sits where the file goes) is retried, then given up:
+/// the record says so in `skipped`, and the metrics count a dead letter.
+#[tokio::test]
+async fn a_job_that_keeps_failing_for_the_host_goes_to_the_dead_letters() {
+    let setup = ServeSetup::new(Backends::Local, |config| {
+        one_worker(config);
+        config.server.post_store_max_attempts = 2;
+    });
+    let server = setup.serve("dead-letter").await;
+    // The one worker is busy with these while the last upload's artifact
+    // path is blocked.
+    let busy = upload_photos(&server, 6).await;
+    let victim = upload_photos(&server, 1).await.remove(0);
+    std::fs::create_dir_all(
+        setup
+            .data()
+            .join(format!("uploads/{victim}/derived/thumbnail.png/blocked")),
+    )
+    .unwrap();
+    let given_up = eventually(CATCH_UP, || async {
+        let record = record(&server, &victim).await;
+        (record.get("pending").is_none()).then_some(record)
+    })
+    .await
+    .expect("the failing job was never given up");
+    let skipped = &given_up["skipped"][0];
+    assert_eq!(skipped["plugin"], "thumbnail", "{given_up}");
+    let reason = skipped["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("post-store job given up after 2 attempts: storing thumbnail.png"),
+        "{given_up}"
+    );
+    assert_eq!(
+        server
+            .metric("airlock_post_store_jobs_total{event=\"retried\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        server
+            .metric("airlock_post_store_jobs_total{event=\"dead\"}")
+            .await,
+        1.0
+    );
+    let dead = eventually(Duration::from_secs(10), || async {
+        let n = server.metric("airlock_post_store_dead_letters").await;
+        (n >= 1.0).then_some(n)
+    })
+    .await;
+    assert_eq!(dead, Some(1.0));
+    // The others were not held up by it.
+    all_thumbnails(&server, &busy).await;
 }

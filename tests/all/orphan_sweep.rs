@@ -62,7 +62,8 @@ async fn sweeps_only_what_no_record_owns(store: &dyn BlobStore) {
         SweepReport {
             content: 2,
             derived: 1,
-            tombstones: 1
+            tombstones: 1,
+            temp_files: 0,
         }
     );
     for key in &kept {
@@ -96,4 +97,40 @@ async fn local() {
 async fn s3() {
     let store = S3Store::connect(&s3_settings()).await.unwrap();
     sweeps_only_what_no_record_owns(&store).await;
+}
+
+/// A local write cut short by a crash leaves a `.tmp-…` file beside its
+/// destination (and the staging and the job journal write the same way):
+/// the sweep removes those past the grace period, anywhere in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_stale_temp_files_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).await.unwrap();
+    let whole = id();
+    put(&store, &keys::record(&whole)).await;
+    let temps = [
+        dir.path().join(format!("uploads/{whole}/.tmp-cut-short")),
+        dir.path().join(".jobs/.tmp-job"),
+        dir.path().join(".tus/.tmp-state"),
+    ];
+    for temp in &temps {
+        std::fs::create_dir_all(temp.parent().unwrap()).unwrap();
+        std::fs::write(temp, b"half").unwrap();
+    }
+    let metrics = Metrics::new();
+    let report = sweep(&store, Duration::from_secs(3600), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(report.temp_files, 0, "young temp files are left alone");
+    let report = sweep(&store, Duration::ZERO, &metrics).await.unwrap();
+    assert_eq!(report.temp_files, 3);
+    for temp in &temps {
+        assert!(!temp.exists(), "{} survived", temp.display());
+    }
+    assert!(exists(&store, &keys::record(&whole)).await);
+    assert!(
+        metrics
+            .encode()
+            .contains("airlock_orphans_swept_total{kind=\"temp\"} 3")
+    );
 }

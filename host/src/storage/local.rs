@@ -174,6 +174,11 @@ impl BlobStore for LocalStore {
         .await
     }
 
+    async fn sweep_temp(&self, cutoff: std::time::SystemTime) -> Result<u64, StorageError> {
+        let root = self.root.clone();
+        blocking(move || Ok(sweep_temp_files(&root, cutoff))).await
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> ListPages<'a> {
         super::walk::list(&self.root, prefix)
     }
@@ -296,6 +301,47 @@ fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes `TEMP_PREFIX` files older than `cutoff` anywhere under `root`
+/// (writes cut short by a crash: never an object); how many. A directory
+/// that cannot be read is skipped, and a file that cannot be removed left
+/// for the next sweep, with a warning.
+fn sweep_temp_files(root: &Path, cutoff: std::time::SystemTime) -> u64 {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff);
+            if !kind.is_file()
+                || !stale
+                || !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if is_missing(&e) => {}
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a stale temporary file");
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// Removes the now empty directories between `path` and `root` (exclusive),

@@ -136,6 +136,13 @@ pub trait BlobStore: Send + Sync + 'static {
     fn list<'a>(&'a self, prefix: &'a str) -> ListPages<'a>;
     /// Checks the backend answers (for readiness probes).
     async fn ping(&self) -> Result<(), StorageError>;
+    /// Removes the temporary files of writes cut short by a crash, older
+    /// than `cutoff`; how many. Only stores that write through temporary
+    /// files have any (local disk).
+    async fn sweep_temp(&self, cutoff: std::time::SystemTime) -> Result<u64, StorageError> {
+        let _ = cutoff;
+        Ok(0)
+    }
 }
 
 /// Checks `prefix` is empty or a valid key followed by `/`.

@@ -4,7 +4,8 @@
 //! undone by a delete, leaves objects that no record owns. They are removed
 //! once older than a grace period, which any upload still being written is
 //! well within. Tombstones older than the grace period go too: no update of
-//! their upload can still be under way.
+//! their upload can still be under way; and so do the temporary files of
+//! local writes cut short (`.tmp-…` beside their destination).
 
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,8 @@ pub struct SweepReport {
     pub derived: u64,
     /// Tombstones past the grace period.
     pub tombstones: u64,
+    /// Temporary files of writes cut short (local disk).
+    pub temp_files: u64,
 }
 
 /// Removes orphaned upload objects and old tombstones older than `grace`.
@@ -36,18 +39,23 @@ pub async fn sweep(
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut report = SweepReport::default();
     // What was removed is counted even when the sweep stops part-way.
+    let temp = store.sweep_temp(cutoff).await;
+    report.temp_files = *temp.as_ref().unwrap_or(&0);
     let swept = sweep_into(store, cutoff, &mut report).await;
     metrics.orphans_swept("content", report.content);
     metrics.orphans_swept("derived", report.derived);
     metrics.orphans_swept("tombstone", report.tombstones);
+    metrics.orphans_swept("temp", report.temp_files);
     if report != SweepReport::default() {
         tracing::info!(
             content = report.content,
             derived = report.derived,
             tombstones = report.tombstones,
+            temp_files = report.temp_files,
             "swept orphaned objects"
         );
     }
+    temp?;
     swept.map(|()| report)
 }
 
