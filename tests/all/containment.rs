@@ -279,8 +279,11 @@ async fn quarantine_is_shared_by_every_node_through_redis() {
     b.stop().await;
 }
 
+/// A full bulkhead makes uploads wait their turn (up to their deadline),
+/// never skip the plugin for load alone; each turn is bounded by the
+/// plugin's budget, and the service keeps answering meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answering() {
+async fn a_full_bulkhead_queues_uploads_in_turn_and_the_service_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(Backends::Local, dir.path());
     config.admin.token = ADMIN.into();
@@ -320,14 +323,11 @@ async fn a_full_bulkhead_refuses_instead_of_queueing_and_the_service_keeps_answe
         let record = upload.await.unwrap();
         reasons.push(skipped_reason(&record, "infinite-loop").unwrap());
     }
+    // Each upload had its turn (and the plugin spent its budget on each):
+    // none was skipped as busy, though each waited far past max_wait_ms.
     assert_eq!(
         reasons.iter().filter(|r| r.contains("timeout")).count(),
-        1,
-        "{reasons:?}"
-    );
-    assert_eq!(
-        reasons.iter().filter(|r| r.contains("busy")).count(),
-        3,
+        4,
         "{reasons:?}"
     );
     assert!(

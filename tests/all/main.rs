@@ -17,6 +17,7 @@ mod loadgen;
 
 mod browser;
 mod budgets;
+mod bursts;
 mod cache_refusals;
 mod check_is_load;
 mod cli;

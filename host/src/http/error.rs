@@ -111,6 +111,9 @@ impl From<UploadError> for ApiError {
                 "plugin_failed",
                 Some(plugin),
             ),
+            UploadError::PluginBusy { plugin, .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "plugin_busy", Some(plugin))
+            }
             UploadError::TooManyUploads { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads", None)
             }

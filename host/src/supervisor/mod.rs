@@ -31,8 +31,9 @@ const STATE_REFRESH: Duration = Duration::from_millis(250);
 pub struct Containment {
     /// Invocations of this plugin running at once (the bulkhead).
     pub max_concurrency: u32,
-    /// How long an invocation may wait for a slot; past it the plugin is
-    /// treated per its failure policy instead of queueing without end.
+    /// How long a post-store invocation waits for a slot before its job is
+    /// tried again later. (A processor waits up to its upload's deadline:
+    /// load alone never skips it.)
     pub max_wait_ms: u64,
     /// Budget stops or crashes within `window_seconds` that quarantine it.
     pub quarantine_after: u32,
@@ -68,7 +69,7 @@ pub enum Refusal {
         /// The plugin.
         plugin: String,
     },
-    /// Its bulkhead stayed full for `max_wait_ms`.
+    /// Its bulkhead stayed full for as long as the invocation could wait.
     #[error(
         "plugin `{plugin}` is busy: {running} invocations running, none finished within {waited_ms} ms"
     )]
@@ -77,7 +78,7 @@ pub enum Refusal {
         plugin: String,
         /// Its `max_concurrency`.
         running: u32,
-        /// Its `max_wait_ms`.
+        /// How long the invocation waited.
         waited_ms: u64,
     },
 }
@@ -250,26 +251,25 @@ impl Guard {
         self.lock().view.clone()
     }
 
-    /// Admits one invocation, or says why not.
-    pub async fn admit(&self) -> Result<SemaphorePermit<'_>, Refusal> {
+    /// Admits one invocation, waiting for a bulkhead slot until `until`,
+    /// or says why not.
+    pub async fn admit(&self, until: tokio::time::Instant) -> Result<SemaphorePermit<'_>, Refusal> {
+        let started = tokio::time::Instant::now();
         let result = match self.refusal() {
             Some(refusal) => Err(refusal),
-            None => {
-                let wait = Duration::from_millis(self.containment.max_wait_ms);
-                match tokio::time::timeout(wait, self.bulkhead.acquire()).await {
-                    // Checked again: the plugin may have been quarantined
-                    // while this invocation waited for a slot.
-                    Ok(Ok(permit)) => match self.refusal() {
-                        Some(refusal) => Err(refusal),
-                        None => Ok(permit),
-                    },
-                    _ => Err(Refusal::Busy {
-                        plugin: self.shared.plugin.clone(),
-                        running: self.containment.max_concurrency,
-                        waited_ms: self.containment.max_wait_ms,
-                    }),
-                }
-            }
+            None => match tokio::time::timeout_at(until, self.bulkhead.acquire()).await {
+                // Checked again: the plugin may have been quarantined
+                // while this invocation waited for a slot.
+                Ok(Ok(permit)) => match self.refusal() {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(permit),
+                },
+                _ => Err(Refusal::Busy {
+                    plugin: self.shared.plugin.clone(),
+                    running: self.containment.max_concurrency,
+                    waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                }),
+            },
         };
         if result.is_err() {
             self.lock().counters.refused += 1;

@@ -30,6 +30,15 @@ pub enum UploadError {
         /// What happened.
         reason: String,
     },
+    /// 503: a processor had no free slot for as long as the upload could
+    /// wait; nothing was stored. Retry later.
+    #[error("plugin `{plugin}` is busy: no slot freed within {waited_seconds} s; retry later")]
+    PluginBusy {
+        /// The plugin.
+        plugin: String,
+        /// How long the upload waited.
+        waited_seconds: u64,
+    },
     /// 429: the client already has its share of uploads open.
     #[error("{limit} uploads of this client are already in progress; retry when one is done")]
     TooManyUploads {

@@ -131,6 +131,9 @@ impl UploadService {
                 .acquire()
                 .await
                 .map_err(internal("waiting for a processing slot"))?;
+            // A processor's slot is waited for up to the upload's own
+            // deadline (counted from here: its bytes have all arrived).
+            let until = tokio::time::Instant::now() + self.body_timeouts.deadline;
             let plugins = self.plugins();
             let mut upload = UploadInfo {
                 id: id.clone(),
@@ -139,7 +142,7 @@ impl UploadService {
                 content_type,
                 metadata: BTreeMap::new(),
             };
-            let processed = self.process(&plugins, &mut upload, file).await?;
+            let processed = self.process(&plugins, &mut upload, file, until).await?;
             Ok::<_, UploadError>((slot, plugins, upload, processed))
         }
         .await;
@@ -233,12 +236,13 @@ impl UploadService {
         plugins: &PluginSet,
         upload: &mut UploadInfo,
         mut content: Arc<dyn ContentSource>,
+        until: tokio::time::Instant,
     ) -> Result<Processed, UploadError> {
         let mut skipped = Vec::new();
         let mut replaced = None;
         for hooked in &plugins.processors {
             let verdict = self
-                .run_plugin(hooked, async |plugin| {
+                .run_plugin(hooked, until, async |plugin| {
                     plugin.process(upload, Arc::clone(&content)).await
                 })
                 .await;

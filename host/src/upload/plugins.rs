@@ -75,13 +75,19 @@ impl PluginSet {
 }
 
 impl UploadService {
-    /// Runs `call` on one plugin through its guard and records the outcome.
+    /// Runs `call` on one plugin through its guard (waiting for a slot
+    /// until `until`) and records the outcome.
     pub(super) async fn run_plugin<T>(
         &self,
         hooked: &HookedPlugin,
+        until: tokio::time::Instant,
         call: impl AsyncFnOnce(&Plugin) -> Invocation<T>,
     ) -> Result<T, PluginFailure> {
-        let _slot = hooked.guard.admit().await.map_err(PluginFailure::Refused)?;
+        let _slot = hooked
+            .guard
+            .admit(until)
+            .await
+            .map_err(PluginFailure::Refused)?;
         let invocation = call(&hooked.plugin).await;
         self.metrics.invocation(hooked.plugin.name(), &invocation);
         hooked.guard.record(&invocation).await;
@@ -96,6 +102,14 @@ impl UploadService {
     ) -> Result<(), UploadError> {
         let plugin = hooked.plugin.name().to_string();
         let reason = failure.reason();
+        if let PluginFailure::Refused(Refusal::Busy { waited_ms, .. }) = failure {
+            // Load, not the plugin: never a reason to skip it (a privacy
+            // step skipped under a burst is a leak). The client retries.
+            return Err(UploadError::PluginBusy {
+                plugin,
+                waited_seconds: waited_ms / 1000,
+            });
+        }
         match hooked.on_failure {
             FailurePolicy::FailClosed => Err(UploadError::PluginFailed { plugin, reason }),
             FailurePolicy::FailOpen => {

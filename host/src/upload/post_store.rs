@@ -256,8 +256,12 @@ impl UploadService {
     ) -> Result<Result<Vec<DerivedRecord>, SkippedPlugin>, String> {
         let upload = &record.upload;
         let plugin = hooked.plugin.name().to_string();
+        // Waits briefly for a slot: a full bulkhead retries the job later
+        // rather than holding a worker.
+        let until = tokio::time::Instant::now()
+            + Duration::from_millis(hooked.guard.containment().max_wait_ms);
         let items = match self
-            .run_plugin(hooked, async |p| {
+            .run_plugin(hooked, until, async |p| {
                 p.derive(upload, Arc::clone(content)).await
             })
             .await
