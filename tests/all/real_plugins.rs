@@ -88,6 +88,7 @@ async fn thumbnail_fits_256_and_keeps_aspect() {
     let thumb = load("thumbnail", roomy());
     for (file, ty, expect) in [
         ("photo-with-gps.jpg", "image/jpeg", (256, 192)),
+        ("photo-2048x1536.jpg", "image/jpeg", (256, 192)),
         ("picture.png", "image/png", (256, 171)),
     ] {
         let invocation = invoke(&thumb, ty, fixture_bytes(file)).await;
@@ -102,6 +103,26 @@ async fn thumbnail_fits_256_and_keeps_aspect() {
         let img = image::load_from_memory(&items[0].bytes).unwrap();
         assert_eq!((img.width(), img.height()), expect, "{file}");
     }
+}
+
+/// Fuel of the thumbnail of a 2048x1536, 187 KB photo when it was decoded
+/// at full size and then scaled (the example plugin before DCT scaling).
+const FULL_DECODE_FUEL: u64 = 859_482_571;
+
+/// Decoding the JPEG at 1/8 scale in the inverse DCT, rather than at full
+/// size, costs at least 5x less fuel (fuel counts instructions: the figure
+/// is the same on every machine).
+#[tokio::test]
+async fn thumbnail_of_a_large_photo_decodes_at_reduced_scale() {
+    let thumb = load("thumbnail", roomy());
+    let invocation = invoke(&thumb, "image/jpeg", fixture_bytes("photo-2048x1536.jpg")).await;
+    let fuel = invocation.report.fuel_used.unwrap();
+    assert!(invocation.outcome.is_ok(), "{:?}", invocation.outcome);
+    assert!(
+        fuel * 5 <= FULL_DECODE_FUEL,
+        "{fuel} fuel: only {:.2}x less than a full decode",
+        FULL_DECODE_FUEL as f64 / fuel as f64
+    );
 }
 
 #[tokio::test]
