@@ -72,7 +72,8 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// An upload's whole body must arrive within this, or it gets 408.
     pub upload_deadline_seconds: u64,
-    /// Tasks running post-store jobs (default: the number of cores).
+    /// Threads (at the lowest priority, apart from the request path) and
+    /// tasks running post-store jobs (default: the number of cores).
     pub post_store_workers: usize,
     /// Attempts of a post-store job that fails for a host reason (storage
     /// down…) before it goes to the dead letters.

@@ -94,7 +94,7 @@ impl UploadService {
             open: OpenUploads::default(),
             body_timeouts,
         });
-        let workers = post_store::spawn_workers(&service, post_store.workers);
+        let workers = post_store::spawn_workers(&service, post_store.workers)?;
         Ok((service, workers))
     }
 

@@ -49,19 +49,31 @@ pub struct PostStoreSettings {
     pub max_attempts: u32,
 }
 
-/// Post-store worker tasks; stop them with [`PostStoreWorkers::drain`].
+/// Post-store worker tasks on their own runtime; stop them with
+/// [`PostStoreWorkers::drain`].
 pub struct PostStoreWorkers {
     tasks: Vec<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl PostStoreWorkers {
     /// Stops taking jobs and waits up to `grace` for the running ones.
     /// Jobs not started stay queued for the next start (or another node).
-    pub async fn drain(self, grace: Duration) -> bool {
+    pub async fn drain(mut self, grace: Duration) -> bool {
         self.closing.store(true, Ordering::Release);
-        let all = futures::future::join_all(self.tasks);
+        let all = futures::future::join_all(std::mem::take(&mut self.tasks));
         tokio::time::timeout(grace, all).await.is_ok()
+    }
+}
+
+impl Drop for PostStoreWorkers {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        // Never blocks: dropping a runtime from async code would panic.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -102,14 +114,33 @@ impl Waiters {
     }
 }
 
-/// Starts `settings.workers` tasks taking jobs from the service's queue.
-pub(super) fn spawn_workers(service: &Arc<UploadService>, workers: usize) -> PostStoreWorkers {
+/// Starts `workers` tasks taking jobs from the service's queue, on a
+/// runtime of their own with as many threads at the lowest scheduling
+/// priority: a thumbnail backlog takes only the CPU the request path
+/// leaves.
+pub(super) fn spawn_workers(
+    service: &Arc<UploadService>,
+    workers: usize,
+) -> Result<PostStoreWorkers, UploadError> {
+    let workers = workers.max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("post-store")
+        .on_thread_start(|| {
+            use thread_priority::{ThreadPriority, set_current_thread_priority};
+            if let Err(err) = set_current_thread_priority(ThreadPriority::Min) {
+                tracing::warn!(error = ?err, "cannot lower a post-store thread's priority");
+            }
+        })
+        .enable_all()
+        .build()
+        .map_err(internal("starting the post-store runtime"))?;
     let closing = Arc::new(AtomicBool::new(false));
-    let tasks = (0..workers.max(1))
+    let tasks = (0..workers)
         .map(|_| {
             let service = Arc::clone(service);
             let closing = Arc::clone(&closing);
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 while !closing.load(Ordering::Acquire) {
                     match service.jobs.claim(IDLE_WAIT).await {
                         Ok(Some(claimed)) => service.run_job(claimed).await,
@@ -123,7 +154,11 @@ pub(super) fn spawn_workers(service: &Arc<UploadService>, workers: usize) -> Pos
             })
         })
         .collect();
-    PostStoreWorkers { tasks, closing }
+    Ok(PostStoreWorkers {
+        tasks,
+        closing,
+        runtime: Some(runtime),
+    })
 }
 
 /// How one run of a job ended.
