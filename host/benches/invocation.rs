@@ -1,5 +1,8 @@
 //! Invocation overhead: fresh store + instantiate + call + one cache get, for
-//! the `trivial` plugin, with fuel metering on and off.
+//! the `trivial` plugin, with fuel metering on and off; and what fuel
+//! metering costs on real plugins (`thumbnail` on a 2048x1536 photo,
+//! `sha256` on 8 MiB, `exif-strip` on a GPS-tagged photo), on and off side
+//! by side.
 //!
 //! Needs the plugins built (`scripts/build-plugins.sh`); run with
 //! `cargo bench -p airlock --bench invocation`.
@@ -16,31 +19,44 @@ use airlock::runtime::{ContentSource, PluginRuntime, RuntimeConfig, UploadInfo};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn trivial() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/trivial.wasm");
-    std::fs::read(&path).expect("plugins/dist/trivial.wasm: run scripts/build-plugins.sh")
+fn component(name: &str) -> Vec<u8> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../plugins/dist/{name}.wasm"));
+    std::fs::read(&path).expect("plugins/dist: run scripts/build-plugins.sh")
+}
+
+fn fixture(name: &str) -> Bytes {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/{name}"));
+    Bytes::from(std::fs::read(&path).expect("fixture"))
+}
+
+fn runtime(fuel_metering: bool) -> PluginRuntime {
+    PluginRuntime::new(RuntimeConfig {
+        fuel_metering,
+        compiler_program: Some(env!("CARGO_BIN_EXE_airlock").into()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+fn cache(plugin: &str) -> PluginCache {
+    PluginCache::new(
+        Arc::new(MemoryBackend::new(16 << 20)),
+        "bench",
+        plugin,
+        CachePolicy::default(),
+        Duration::from_millis(100),
+    )
 }
 
 fn invocation(c: &mut Criterion) {
-    let bytes = trivial();
+    let bytes = component("trivial");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let mut group = c.benchmark_group("invoke_trivial");
     for fuel_metering in [true, false] {
-        let runtime = PluginRuntime::new(RuntimeConfig {
-            fuel_metering,
-            compiler_program: Some(env!("CARGO_BIN_EXE_airlock").into()),
-            ..RuntimeConfig::default()
-        })
-        .expect("runtime");
-        let cache = PluginCache::new(
-            Arc::new(MemoryBackend::new(16 << 20)),
-            "bench",
-            "trivial",
-            CachePolicy::default(),
-            Duration::from_millis(100),
-        );
+        let runtime = runtime(fuel_metering);
         let plugin = runtime
-            .load("trivial", &bytes, Budget::default(), cache)
+            .load("trivial", &bytes, Budget::default(), cache("trivial"))
             .expect("load");
         let upload = UploadInfo {
             id: "bench".into(),
@@ -59,5 +75,55 @@ fn invocation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, invocation);
+/// Fuel metering on and off for the real plugins, each on its own input.
+fn fuel_cost(c: &mut Criterion) {
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let big: Bytes = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let cases = [
+        ("thumbnail", "image/jpeg", fixture("photo-2048x1536.jpg")),
+        ("sha256", "application/octet-stream", big),
+        ("exif-strip", "image/jpeg", fixture("photo-with-gps.jpg")),
+    ];
+    let budget = Budget {
+        fuel: u64::MAX / 4,
+        timeout_ms: 60_000,
+        memory_bytes: 512 << 20,
+        read_bytes: 1 << 30,
+        output_bytes: 1 << 30,
+        ..Budget::default()
+    };
+    let runtimes = [(true, runtime(true)), (false, runtime(false))];
+    for (name, content_type, input) in cases {
+        let mut group = c.benchmark_group(format!("fuel_cost/{name}"));
+        group.sample_size(10);
+        let bytes = component(name);
+        for (fuel_metering, runtime) in &runtimes {
+            let plugin = runtime
+                .load(name, &bytes, budget, cache(name))
+                .expect("load");
+            let upload = UploadInfo {
+                id: "bench".into(),
+                content_type: content_type.into(),
+                ..UploadInfo::default()
+            };
+            let content: Arc<dyn ContentSource> = Arc::new(input.clone());
+            let label = if *fuel_metering {
+                "fuel_on"
+            } else {
+                "fuel_off"
+            };
+            group.bench_function(label, |b| {
+                b.to_async(&tokio).iter(|| async {
+                    let done = plugin.invoke(&upload, Arc::clone(&content)).await;
+                    assert!(done.outcome.is_ok(), "{:?}", done.outcome);
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, invocation, fuel_cost);
 criterion_main!(benches);
