@@ -119,6 +119,8 @@ pub fn upload(content_type: &str) -> UploadInfo {
         filename: "file".into(),
         content_type: content_type.into(),
         metadata: Default::default(),
+        // Left to the host to compute if a plugin asks.
+        sha256: String::new(),
     }
 }
 

@@ -52,3 +52,4 @@ mod storage;
 mod summed_limits;
 mod tus;
 mod tus_clients;
+mod versions;

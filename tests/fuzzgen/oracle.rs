@@ -246,6 +246,7 @@ impl Oracle {
             filename: "fuzz.bin".into(),
             content_type: "application/octet-stream".into(),
             metadata: [("origin".into(), "fuzz".into())].into(),
+            sha256: String::new(),
         };
         let content: Arc<dyn ContentSource> =
             Arc::new(Bytes::from(super::Rng::new(case.seed).bytes(4096)));

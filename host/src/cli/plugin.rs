@@ -250,6 +250,8 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| guess_content_type(&args.input).into()),
         metadata: Default::default(),
+        // Computed by the host if the plugin asks (`content.sha256`).
+        sha256: String::new(),
     };
     let invocation = plugin.invoke(&upload, Arc::new(content)).await;
     if let (Some(dir), Ok(output)) = (&args.out, &invocation.outcome) {

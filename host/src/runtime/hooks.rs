@@ -23,6 +23,10 @@ pub struct UploadInfo {
     pub content_type: String,
     /// Metadata attached so far (by plugins, in hook order).
     pub metadata: BTreeMap<String, String>,
+    /// Hex SHA-256 of the content the hook sees, when the host has it
+    /// (computed as the bytes arrived); a record keeps its own `sha256`.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 impl Plugin {

@@ -21,6 +21,8 @@ const MAX_READ_CHUNK: u32 = 1 << 20;
 /// The host object behind a plugin's `content` resource.
 pub struct ContentHandle {
     pub(super) source: Arc<dyn ContentSource>,
+    /// Its hex SHA-256, when the host has it already.
+    pub(super) sha256: Option<String>,
 }
 
 /// Cache operations by kind (batches count per key).
@@ -256,12 +258,52 @@ impl types::HostContent for HostState {
         }
     }
 
+    async fn sha256(&mut self, content: Resource<ContentHandle>) -> Trappable<String> {
+        let handle = self.content(&content)?;
+        if let Some(digest) = &handle.sha256 {
+            return Ok(digest.clone());
+        }
+        // Every pipeline path passes the digest it computed as the bytes
+        // arrived; a caller that did not (a tool) gets it computed here, by
+        // the host, within the invocation's time.
+        let source = Arc::clone(&handle.source);
+        let left = self.time_left()?;
+        let digest = match tokio::time::timeout(left, digest_of(source.as_ref())).await {
+            Ok(Ok(digest)) => digest,
+            Ok(Err(err)) => return Err(HostFault::caused_by("hashing content", err).into()),
+            Err(_) => {
+                self.time_left()?;
+                return Err(HostFault::new("hashing content timed out").into());
+            }
+        };
+        if let Ok(handle) = self.table.get_mut(&content) {
+            handle.sha256 = Some(digest.clone());
+        }
+        Ok(digest)
+    }
+
     async fn drop(&mut self, content: Resource<ContentHandle>) -> Trappable<()> {
         self.table
             .delete(content)
             .map_err(|e| GuestFault::new(CrashKind::BadHandle, e.to_string()))?;
         Ok(())
     }
+}
+
+/// The hex SHA-256 of all of `source`, read in 1 MiB chunks.
+async fn digest_of(source: &dyn ContentSource) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut offset = 0;
+    while offset < source.size() {
+        let chunk = source.read_at(offset, MAX_READ_CHUNK as usize).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        offset += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Sums every linear memory and table of the invocation against its budget

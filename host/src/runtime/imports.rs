@@ -18,8 +18,10 @@ use crate::text::one_line;
 
 /// Log lines longer than this are cut.
 const MAX_LOG_LINE: usize = 4 << 10;
-const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.0";
-const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.0";
+// The current version: components built against an earlier one the host
+// runs (`load::PLUGIN_VERSIONS`) resolve to these by semver.
+const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.1";
+const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.1";
 
 /// What a cache import answers the guest.
 pub(super) type Answer<T> = (Result<T, cache::Error>,);

@@ -106,7 +106,7 @@ impl Plugin {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        let call = self.call(&mut store, record, content);
+        let call = self.call(&mut store, record, content, upload.sha256.clone());
         let raw = match tokio::time::timeout(timeout + OUTER_GRACE, call).await {
             Ok(raw) => raw,
             Err(_) => Err(wasmtime::Error::new(OverBudget {
@@ -167,11 +167,15 @@ impl Plugin {
         store: &mut Store<HostState>,
         upload: types::Upload,
         content: Arc<dyn ContentSource>,
+        sha256: String,
     ) -> wasmtime::Result<Result<HookOutput, String>> {
         let handle = store
             .data_mut()
             .table
-            .push(ContentHandle { source: content })
+            .push(ContentHandle {
+                source: content,
+                sha256: (!sha256.is_empty()).then_some(sha256),
+            })
             .map_err(|e| HostFault::caused_by("content handle", e))?;
         let instance = self.pre.instantiate_async(&mut *store).await.map_err(|e| {
             // The limiter's stops and whatever happened while its start

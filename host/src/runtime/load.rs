@@ -14,20 +14,51 @@ use super::{BoxError, PluginRuntime};
 use crate::budget::Budget;
 use crate::cache::PluginCache;
 
-/// The interfaces a plugin may import, with the functions each provides.
+/// The versions of `airlock:plugin` the host runs: the current one (its
+/// WIT, `wit/airlock.wit`) and the earlier ones it only added to, whose
+/// imports the linker resolves to the current interfaces (semver).
+pub const PLUGIN_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
+
+/// The interfaces a plugin may import (any of [`PLUGIN_VERSIONS`]), with
+/// the functions each provides.
 const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     (
-        "airlock:plugin/cache@0.1.0",
+        "airlock:plugin/cache",
         &["get", "set", "add", "delete", "get-many", "set-many"],
     ),
-    ("airlock:plugin/log@0.1.0", &["write"]),
+    ("airlock:plugin/log", &["write"]),
     (
-        "airlock:plugin/types@0.1.0",
-        &["content", "[method]content.size", "[method]content.read"],
+        "airlock:plugin/types",
+        &[
+            "content",
+            "[method]content.size",
+            "[method]content.read",
+            "[method]content.sha256",
+        ],
     ),
 ];
-pub(super) const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.0";
-pub(super) const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.0";
+pub(super) const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.1";
+pub(super) const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.1";
+
+/// `name` (`airlock:plugin/<interface>@<version>`) without its version, if
+/// the version is one the host runs.
+fn unversioned(name: &str) -> Option<&str> {
+    let (interface, version) = name.split_once('@')?;
+    PLUGIN_VERSIONS.contains(&version).then_some(interface)
+}
+
+/// The name under which `exports` holds `hook`'s interface (at any version
+/// the host runs).
+pub(super) fn hook_export(exports: &[String], hook: HookKind) -> Option<&str> {
+    let wanted = match hook {
+        HookKind::Processor => "airlock:plugin/pre-store",
+        HookKind::Extension => "airlock:plugin/post-store",
+    };
+    exports
+        .iter()
+        .map(String::as_str)
+        .find(|e| unversioned(e) == Some(wanted))
+}
 
 /// Which hook a plugin implements, from the world it targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -84,7 +115,7 @@ pub enum LoadError {
     DisallowedImport(String),
     /// Exports neither (or both) of the hook interfaces.
     #[error(
-        "targets no Airlock world: it must export exactly one of `{PRE_STORE_EXPORT}` (world processor) or `{POST_STORE_EXPORT}` (world extension); it exports [{0}]"
+        "targets no Airlock world: it must export exactly one of `{PRE_STORE_EXPORT}` (world processor) or `{POST_STORE_EXPORT}` (world extension), or the same at an earlier version the host runs; it exports [{0}]"
     )]
     WrongWorld(String),
     /// Passes one of `runtime.component_limits`, found before validation.
@@ -246,7 +277,9 @@ impl PluginRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Malformed(format!("{e:#}")))?;
-        let hook = self.signatures.check(&component, info.world)?;
+        let hook = self
+            .signatures
+            .check(&component, info.world, &info.exports)?;
         Ok((info, pre, hook))
     }
 
@@ -278,7 +311,9 @@ impl PluginRuntime {
         let ty = component.component_type();
         let mut imports = Vec::new();
         for (name, item) in ty.imports(&self.engine) {
-            let Some((_, funcs)) = ALLOWED_IMPORTS.iter().find(|(allowed, _)| *allowed == name)
+            let Some((_, funcs)) = ALLOWED_IMPORTS
+                .iter()
+                .find(|(allowed, _)| unversioned(name) == Some(*allowed))
             else {
                 return Err(LoadError::DisallowedImport(name.to_string()));
             };
@@ -303,8 +338,8 @@ impl PluginRuntime {
             .map(|(n, _)| n.to_string())
             .collect();
         let world = match (
-            exports.iter().any(|e| e == PRE_STORE_EXPORT),
-            exports.iter().any(|e| e == POST_STORE_EXPORT),
+            hook_export(&exports, HookKind::Processor).is_some(),
+            hook_export(&exports, HookKind::Extension).is_some(),
         ) {
             (true, false) => HookKind::Processor,
             (false, true) => HookKind::Extension,

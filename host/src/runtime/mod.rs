@@ -28,7 +28,7 @@ pub use self::content::{ContentSource, FileContent, readable};
 pub use self::hooks::UploadInfo;
 use self::host::HostState;
 pub use self::host::{CacheOps, ContentHandle, Usage};
-pub use self::load::{ComponentInfo, HookKind, LoadError, Plugin};
+pub use self::load::{ComponentInfo, HookKind, LoadError, PLUGIN_VERSIONS, Plugin};
 pub use self::outcome::{
     CrashKind, Derived, HookOutput, Invocation, InvokeError, UsageReport, Verdict,
 };

@@ -9,7 +9,7 @@ use wit_component::{ComponentEncoder, StringEncoding};
 use wit_parser::{LiftLowerAbi, ManglingAndAbi, Resolve};
 
 use super::BoxError;
-use super::load::{HookKind, LoadError, POST_STORE_EXPORT, PRE_STORE_EXPORT};
+use super::load::{HookKind, LoadError, POST_STORE_EXPORT, PRE_STORE_EXPORT, hook_export};
 
 /// The WIT contract, as the host was built against it.
 const WIT: &str = include_str!("../../../wit/airlock.wit");
@@ -47,17 +47,21 @@ impl HookSignatures {
 
     /// Refuses `component` unless its hook function has exactly the WIT's
     /// signature; returns the hook's export index.
+    /// The hook is compared with the host's own (current) WIT: the versions
+    /// the host runs share every hook signature.
     pub(super) fn check(
         &self,
         component: &Component,
         hook: HookKind,
+        exports: &[String],
     ) -> Result<ComponentExportIndex, LoadError> {
-        let (interface, function) = match hook {
+        let (current, function) = match hook {
             HookKind::Processor => (PRE_STORE_EXPORT, "process"),
             HookKind::Extension => (POST_STORE_EXPORT, "on-stored"),
         };
+        let interface = hook_export(exports, hook).unwrap_or(current);
         let wrong = |what: String| LoadError::WrongWorld(format!("{interface}#{function}: {what}"));
-        let (expected, _) = func(&self.reference, interface, function)
+        let (expected, _) = func(&self.reference, current, function)
             .ok_or_else(|| wrong("missing from the host's own WIT".into()))?;
         let (found, index) =
             func(component, interface, function).ok_or_else(|| wrong("not exported".into()))?;

@@ -141,6 +141,7 @@ impl UploadService {
                 filename,
                 content_type,
                 metadata: BTreeMap::new(),
+                sha256: sha256.clone(),
             };
             let processed = self.process(&plugins, &mut upload, file, until).await?;
             Ok::<_, UploadError>((slot, plugins, upload, processed))
@@ -160,7 +161,8 @@ impl UploadService {
         // The post-store job reads the content back from the store.
         let (size, sha256) = match (replaced, place) {
             (Some(bytes), _) => {
-                let digest = hex::encode(Sha256::digest(&bytes));
+                // Hashed when the processor replaced them.
+                let digest = upload.sha256.clone();
                 let len = bytes.len() as u64;
                 self.store
                     .put_bytes(&content_key, bytes, &upload.content_type)
@@ -261,6 +263,9 @@ impl UploadService {
                 }) => {
                     upload.metadata.extend(metadata);
                     upload.content_type = essence(&content_type);
+                    // Later processors (and the record) get the new bytes'
+                    // digest.
+                    upload.sha256 = hex::encode(Sha256::digest(&bytes));
                     content = Arc::new(bytes.clone());
                     replaced = Some(bytes);
                 }

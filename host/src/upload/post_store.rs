@@ -21,7 +21,7 @@ use super::{
     UploadService, keys,
 };
 use crate::jobs::{Claimed, Job};
-use crate::runtime::{ContentSource, HookKind, InvokeError};
+use crate::runtime::{ContentSource, HookKind, InvokeError, UploadInfo};
 use crate::storage::StorageError;
 use crate::supervisor::Refusal;
 use crate::text::chain;
@@ -289,7 +289,11 @@ impl UploadService {
         record: &UploadRecord,
         content: &Arc<dyn ContentSource>,
     ) -> Result<Result<Vec<DerivedRecord>, SkippedPlugin>, String> {
-        let upload = &record.upload;
+        // The record keeps the digest; the hook's view of the upload gets it.
+        let upload = &UploadInfo {
+            sha256: record.sha256.clone(),
+            ..record.upload.clone()
+        };
         let plugin = hooked.plugin.name().to_string();
         // Waits briefly for a slot: a full bulkhead retries the job later
         // rather than holding a worker.
