@@ -29,6 +29,12 @@ impl Guest for ExifStrip {
             return Ok(Verdict::Accept(Vec::new()));
         }
         let jpeg = read_all(content);
+        // An Exif segment holds these bytes: without them there is nothing
+        // to strip, and the segment walk (which copies every byte) is
+        // skipped. Most photos from the web have no EXIF.
+        if !contains(&jpeg, EXIF_TAG) {
+            return Ok(Verdict::Accept(Vec::new()));
+        }
         match strip_exif(&jpeg).map_err(PluginError::new)? {
             None => Ok(Verdict::Accept(Vec::new())),
             Some(bytes) => Ok(Verdict::Replace(Replacement {
@@ -38,6 +44,34 @@ impl Guest for ExifStrip {
             })),
         }
     }
+}
+
+/// What an APP1 Exif segment's payload starts with.
+const EXIF_TAG: &[u8] = b"Exif\0";
+
+/// Whether `needle` occurs in `data`. Looks at 8 bytes at a time for the
+/// needle's first byte (a word compare, as fuel counts instructions), and
+/// compares the rest only where it is.
+fn contains(data: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(first);
+    let matches_at = |i: usize| data[i..].starts_with(needle);
+    let mut i = 0;
+    while i + 8 <= data.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&data[i..i + 8]);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // Some byte of `x` is zero: that byte of the word is `first`.
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 && (i..i + 8).any(matches_at) {
+            return true;
+        }
+        i += 8;
+    }
+    (i..data.len()).any(matches_at)
 }
 
 /// Returns the JPEG without its APP1 `Exif` segments, or `None` if it has
@@ -140,6 +174,15 @@ mod tests {
         let mut no_exif = JPEG[..11].to_vec();
         no_exif.extend_from_slice(&JPEG[21..]);
         assert_eq!(strip_exif(&no_exif).unwrap(), None);
+    }
+
+    #[test]
+    fn finds_the_exif_tag_anywhere_and_only_whole() {
+        use super::{EXIF_TAG, contains};
+        assert!(contains(JPEG, EXIF_TAG));
+        assert!(!contains(b"EEEExif", EXIF_TAG));
+        assert!(contains(b"xxEExif\0", EXIF_TAG));
+        assert!(!contains(b"", EXIF_TAG));
     }
 
     #[test]
