@@ -7,7 +7,9 @@
 //! (b) Airlock with no plugins;
 //! (c) a bare axum handler on the same HTTP server doing the same storage
 //!     work (stream with SHA-256, a temp file, fsync, rename into place, a
-//!     small JSON record written the same way) — the floor.
+//!     small JSON record written the same way) — the floor;
+//! (d) `@tus/server` + `@tus/file-store` (npm), one creation-with-upload
+//!     POST per upload — the reference tus server.
 //!
 //! After (a) it waits for the thumbnails of every upload and reports how
 //! long the backlog took to drain, and how many uploads lack a thumbnail.
@@ -103,6 +105,8 @@ async fn bare_upload(State(root): State<Arc<PathBuf>>, body: Body) -> (StatusCod
 async fn load(base_url: String, body: &Bytes, clients: usize, duration: Duration) -> LoadReport {
     loadgen::run(&LoadSpec {
         base_url,
+        path: "/v1/uploads?filename=load.jpg".into(),
+        headers: Vec::new(),
         api_key: None,
         body: body.clone(),
         content_type: "image/jpeg".into(),
@@ -110,6 +114,44 @@ async fn load(base_url: String, body: &Bytes, clients: usize, duration: Duration
         duration,
     })
     .await
+}
+
+/// (d): `@tus/server` with `@tus/file-store` (npm, `tests/tus`), each upload
+/// one creation-with-upload POST (201, like Airlock's).
+async fn tus_server(body: &Bytes, clients: usize, duration: Duration) -> Option<LoadReport> {
+    use tokio::io::AsyncBufReadExt;
+    let script = repo("tests/tus/tus-server.mjs");
+    if !repo("tests/tus/node_modules/@tus/server").is_dir() {
+        println!("(d) skipped: run scripts/install-test-clients.sh for @tus/server");
+        return None;
+    }
+    let storage = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(storage.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take()?).lines();
+    let line = lines.next_line().await.ok()??;
+    let base_url = line.strip_prefix("listening ")?.to_string();
+    let report = loadgen::run(&LoadSpec {
+        base_url,
+        path: "/v1/tus".into(),
+        headers: vec![
+            ("tus-resumable".into(), "1.0.0".into()),
+            ("upload-length".into(), body.len().to_string()),
+        ],
+        api_key: None,
+        body: body.clone(),
+        content_type: "application/offset+octet-stream".into(),
+        clients,
+        duration,
+    })
+    .await;
+    let _ = child.kill().await;
+    Some(report)
 }
 
 /// Airlock with `config` (storage in a temp dir): the load's report, and
@@ -241,10 +283,14 @@ fn main() {
         let (processing, _) = airlock(processors, &body, clients, duration).await;
         let (without, _) = airlock(none, &body, clients, duration).await;
         let floor = bare(&body, clients, duration).await;
+        let tus = tus_server(&body, clients, duration).await;
         line("(a) airlock, embedded defaults", &with);
         line("(a') airlock, example processors", &processing);
         line("(b) airlock, no plugins", &without);
         line("(c) bare axum, same storage work", &floor);
+        if let Some(tus) = &tus {
+            line("(d) @tus/server + @tus/file-store", tus);
+        }
         if let Some((took, missing)) = drained {
             println!(
                 "(a) thumbnails: backlog drained {:.1} s after the load; {missing} of {} uploads without one",
@@ -258,5 +304,12 @@ fn main() {
             processing.throughput_rps / without.throughput_rps,
             without.throughput_rps / floor.throughput_rps,
         );
+        if let Some(tus) = &tus {
+            println!(
+                "        (a)/(d) {:.2}   (b)/(d) {:.2}",
+                with.throughput_rps / tus.throughput_rps,
+                without.throughput_rps / tus.throughput_rps
+            );
+        }
     });
 }

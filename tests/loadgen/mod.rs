@@ -14,6 +14,10 @@ use serde::Serialize;
 pub struct LoadSpec {
     /// Service base URL (`http://127.0.0.1:PORT`).
     pub base_url: String,
+    /// Path and query each upload is POSTed to.
+    pub path: String,
+    /// Extra request headers (a tus peer's `Upload-Length`…).
+    pub headers: Vec<(String, String)>,
     /// Bearer key, if the service has clients.
     pub api_key: Option<String>,
     /// Upload body.
@@ -56,10 +60,7 @@ pub async fn run(spec: &LoadSpec) -> LoadReport {
         .unwrap_or_default();
     let started = Instant::now();
     let deadline = started + spec.duration;
-    let url = format!(
-        "{}/v1/uploads?filename=load.jpg",
-        spec.base_url.trim_end_matches('/')
-    );
+    let url = format!("{}{}", spec.base_url.trim_end_matches('/'), spec.path);
     let tasks: Vec<_> = (0..spec.clients)
         .map(|_| {
             let http = http.clone();
@@ -75,6 +76,9 @@ pub async fn run(spec: &LoadSpec) -> LoadReport {
                         .body(spec.body.clone());
                     if let Some(key) = &spec.api_key {
                         request = request.bearer_auth(key);
+                    }
+                    for (name, value) in &spec.headers {
+                        request = request.header(name, value);
                     }
                     let status = match request.send().await {
                         Ok(response) => {
@@ -284,6 +288,8 @@ pub async fn run_scenario(
     let commands_before = redis_commands(redis_url).await;
     let load = run(&LoadSpec {
         base_url,
+        path: "/v1/uploads?filename=load.jpg".into(),
+        headers: Vec::new(),
         api_key: None,
         body,
         content_type: "image/jpeg".into(),
