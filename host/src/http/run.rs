@@ -35,8 +35,9 @@ fn limits(server: &ServerConfig) -> ConnectionLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting, finishes in-flight requests and drains the post-store queue,
-/// all within the shutdown grace.
+/// accepting, finishes in-flight requests and the running post-store jobs,
+/// all within the shutdown grace (queued jobs wait, durably, for the next
+/// start).
 pub async fn run(
     app: App,
     listener: TcpListener,
