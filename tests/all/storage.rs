@@ -525,6 +525,35 @@ mod local_disk {
         out
     }
 
+    /// Deletes prune the directories they empty, up to the root; writes
+    /// racing them under the same parents still land (the directories are
+    /// made again), however the two interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_racing_deletes_that_prune_directories_all_land() {
+        let (_dir, store) = local_store().await;
+        let store = std::sync::Arc::new(store);
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move {
+                    for i in 0..400 {
+                        // Shared parents: one writer's delete prunes what
+                        // another is about to write into.
+                        let key = format!("race/shared/{w}-{i}");
+                        store
+                            .put_bytes(&key, Bytes::from_static(b"x"), BINARY)
+                            .await
+                            .unwrap_or_else(|e| panic!("{key}: {e}"));
+                        store.delete(&key).await.expect("delete");
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.expect("worker");
+        }
+    }
+
     #[tokio::test]
     async fn open_creates_the_root_and_path_of_maps_keys() {
         let dir = tempfile::tempdir().expect("tempdir");

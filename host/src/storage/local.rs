@@ -26,7 +26,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 /// How many times a write is retried when a concurrent `delete` removed the
 /// (then empty) destination directory under it.
-const DIR_RACE_ATTEMPTS: usize = 3;
+const DIR_RACE_ATTEMPTS: usize = 8;
 
 /// Objects as files under a root directory: key `a/b/c` is `<root>/a/b/c`.
 ///
@@ -260,15 +260,20 @@ fn with_dir_retry(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        ensure_dir(root, dir).map_err(|e| io_error("creating", dir, e))?;
+        // Creating the directory races with deletes too: a parent created
+        // (or found) a moment ago may be gone before its child is made.
+        match ensure_dir(root, dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {
+                continue;
+            }
+            Err(e) => return Err(io_error("creating", dir, e)),
+        }
         match write(dir) {
             Ok(()) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {
-                if dir.is_dir() {
-                    // The directory is there: what is missing is the source.
-                    return Err(io_error("writing", dest, e));
-                }
-            }
+            // The directory went (and may be back already, made by another
+            // writer): try again. (A missing source is refused before this.)
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {}
             Err(e) => return Err(io_error("writing", dest, e)),
         }
     }
