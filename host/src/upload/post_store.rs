@@ -85,12 +85,15 @@ pub(super) struct Waiters(Mutex<HashMap<String, Vec<oneshot::Sender<UploadRecord
 impl Waiters {
     pub(super) fn register(&self, id: &str) -> oneshot::Receiver<UploadRecord> {
         let (tx, rx) = oneshot::channel();
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_string())
-            .or_default()
-            .push(tx);
+        let mut waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Those nobody waits on any more (answered without `wait`, timed
+        // out, or their job ran on another node) go as new ones come: the
+        // map holds only live waiters, not one per upload ever stored.
+        waiting.retain(|_, senders| {
+            senders.retain(|tx| !tx.is_closed());
+            !senders.is_empty()
+        });
+        waiting.entry(id.to_string()).or_default().push(tx);
         rx
     }
 
@@ -471,5 +474,27 @@ impl UploadService {
                 tracing::error!(key, error = %chain(&err), "cannot remove what a racing delete removed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Waiters;
+    use std::sync::PoisonError;
+
+    #[test]
+    fn waiters_nobody_waits_on_are_forgotten() {
+        let waiters = Waiters::default();
+        let kept = waiters.register("a");
+        drop(waiters.register("b"));
+        let _c = waiters.register("c");
+        let ids: Vec<String> = {
+            let map = waiters.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ids: Vec<String> = map.keys().cloned().collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids, ["a", "c"]);
+        drop(kept);
     }
 }
