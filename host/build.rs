@@ -5,7 +5,9 @@
 //! npm installs from `web/package-lock.json` into `$OUT_DIR/npm` (once per
 //! lock file; cache `$AIRLOCK_CACHE/npm` when set). Packagers without npm
 //! set `AIRLOCK_WEB_DIST` to a directory holding a bundle made by
-//! `node web/build.mjs web DIR`.
+//! `node web/build.mjs web DIR`. Every file is also written gzipped
+//! (`<name>.gz`), so the binary serves the compressed bytes without
+//! compressing per request.
 
 use std::env;
 use std::fs;
@@ -23,12 +25,29 @@ const OUTPUTS: [&str; 6] = [
 ];
 
 fn main() {
-    if let Err(message) = build() {
+    if let Err(message) = build().and_then(|bundle| gzip_outputs(&bundle)) {
         println!("cargo::error={message}");
     }
 }
 
-fn build() -> Result<(), String> {
+/// Writes `<name>.gz` beside each output, at the best compression.
+fn gzip_outputs(bundle: &Path) -> Result<(), String> {
+    use std::io::Write;
+    for file in OUTPUTS {
+        let bytes = read(&bundle.join(file))?;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let gz = encoder
+            .write_all(&bytes)
+            .and_then(|()| encoder.finish())
+            .map_err(|e| format!("gzipping {file}: {e}"))?;
+        let path = bundle.join(format!("{file}.gz"));
+        fs::write(&path, gz).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Bundles the pages into `$OUT_DIR/web`; returns that directory.
+fn build() -> Result<PathBuf, String> {
     let manifest = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
     let out = PathBuf::from(var("OUT_DIR")?);
     let web = manifest.join("web");
@@ -46,7 +65,7 @@ fn build() -> Result<(), String> {
     let bundle = out.join("web");
     if let Some(dist) = env::var_os("AIRLOCK_WEB_DIST") {
         copy_outputs(Path::new(&dist), &bundle)?;
-        return Ok(());
+        return Ok(bundle);
     }
     let npm_dir = out.join("npm");
     fs::create_dir_all(&npm_dir).map_err(|e| format!("creating {}: {e}", npm_dir.display()))?;
@@ -84,7 +103,7 @@ fn build() -> Result<(), String> {
             return Err(format!("the web bundle has no {file}"));
         }
     }
-    Ok(())
+    Ok(bundle)
 }
 
 fn var(name: &str) -> Result<String, String> {

@@ -58,6 +58,57 @@ async fn pages_and_their_assets_are_served_with_etags_and_a_csp() {
     server.stop().await;
 }
 
+/// A browser that takes gzip gets the bytes compressed at build time, under
+/// their own ETag; one that refuses it (`q=0`) gets them as they are.
+#[tokio::test]
+async fn assets_are_served_gzipped_to_browsers_that_take_it() {
+    let server = TestServer::start(Backends::Local).await;
+    let get = |encoding: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .http
+                .get(server.url("/assets/upload.js"))
+                .header("accept-encoding", encoding)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let plain = get("identity").await;
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    let plain_tag = plain.headers()["etag"].clone();
+    let plain_body = plain.bytes().await.unwrap();
+
+    let gzipped = get("br, gzip;q=0.8").await;
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let gzip_tag = gzipped.headers()["etag"].clone();
+    assert_ne!(gzip_tag, plain_tag);
+    let gz = gzipped.bytes().await.unwrap();
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        gz.len() * 3 < plain_body.len(),
+        "{} of {} bytes",
+        gz.len(),
+        plain_body.len()
+    );
+
+    let refused = get("gzip;q=0, identity").await;
+    assert!(refused.headers().get("content-encoding").is_none());
+    // Revalidation uses the tag of the representation asked for.
+    let again = server
+        .http
+        .get(server.url("/assets/upload.js"))
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", gzip_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_assets_and_pages_under_assets_are_json_404s() {
     let server = TestServer::start(Backends::Local).await;

@@ -23,11 +23,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; connect-src *; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// One bundled file.
+/// One bundled file, as is and gzipped (by `build.rs`).
 struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
+    gzip: &'static [u8],
 }
 
 macro_rules! asset {
@@ -36,6 +37,7 @@ macro_rules! asset {
             name: $name,
             content_type: $content_type,
             body: include_bytes!(concat!(env!("OUT_DIR"), "/web/", $name)),
+            gzip: include_bytes!(concat!(env!("OUT_DIR"), "/web/", $name, ".gz")),
         }
     };
 }
@@ -50,17 +52,38 @@ static ASSETS: [Asset; 6] = [
     asset!("admin.css", "text/css; charset=utf-8"),
 ];
 
-/// A strong ETag per asset (SHA-256 of its bytes), in [`ASSETS`] order.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+/// Strong ETags per asset (SHA-256 of its bytes), as is and gzipped (a
+/// different representation, so a different tag), in [`ASSETS`] order.
+static ETAGS: LazyLock<Vec<(HeaderValue, HeaderValue)>> = LazyLock::new(|| {
+    let tag = |bytes: &[u8], suffix: &str| {
+        let hash = hex::encode(&Sha256::digest(bytes)[..16]);
+        HeaderValue::from_str(&format!("\"{hash}{suffix}\""))
+            .unwrap_or(HeaderValue::from_static("\"\""))
+    };
     ASSETS
         .iter()
-        .map(|asset| {
-            let hash = hex::encode(&Sha256::digest(asset.body)[..16]);
-            HeaderValue::from_str(&format!("\"{hash}\""))
-                .unwrap_or(HeaderValue::from_static("\"\""))
-        })
+        .map(|asset| (tag(asset.body, ""), tag(asset.body, "-gzip")))
         .collect()
 });
+
+/// Whether the request takes gzip (`Accept-Encoding`, not refused with
+/// `q=0`).
+fn takes_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                let p = p.replace(' ', "");
+                p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
 
 /// The page routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -141,7 +164,9 @@ fn serve(state: &AppState, name: &str, request: &HeaderMap) -> Result<Response, 
         .position(|a| a.name == name)
         .ok_or_else(|| not_found(name))?;
     let asset = &ASSETS[index];
-    let etag = &ETAGS[index];
+    let gzip = takes_gzip(request);
+    let (plain_tag, gzip_tag) = &ETAGS[index];
+    let etag = if gzip { gzip_tag } else { plain_tag };
     let unchanged = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -151,11 +176,21 @@ fn serve(state: &AppState, name: &str, request: &HeaderMap) -> Result<Response, 
         });
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
+    } else if gzip {
+        (
+            [
+                (header::CONTENT_TYPE, asset.content_type),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            asset.gzip,
+        )
+            .into_response()
     } else {
         ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
     };
     let h = response.headers_mut();
     h.insert(header::ETAG, etag.clone());
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     // Revalidated each time (a cheap 304): a new binary's pages show at once.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(
