@@ -62,6 +62,15 @@ fn invalid_values_name_the_key() {
             "plugins[1].name",
         ),
         ("[cache]\nprefix = \"a:b\"\n", "cache.prefix"),
+        // No worker on a node whose jobs no other node can see.
+        (
+            "[server]\npost_store_workers = 0\n",
+            "server.post_store_workers",
+        ),
+        (
+            "[server]\npost_store_max_attempts = 0\n",
+            "server.post_store_max_attempts",
+        ),
     ];
     for (text, key) in cases {
         match load_text(text) {

@@ -191,6 +191,38 @@ async fn two_nodes_share_one_stream_and_a_killed_nodes_job_is_taken_over() {
     );
 }
 
+/// A node with no post-store workers (Redis only) takes uploads and leaves
+/// their jobs to the other nodes; `?wait=true` on it still answers with
+/// the thumbnail, seen in the record another node wrote.
+#[tokio::test]
+async fn an_upload_only_node_leaves_its_jobs_to_the_others_and_waits_for_them() {
+    let setup_a = ServeSetup::new(Backends::S3Redis, |config| {
+        config.server.post_store_workers = 0;
+    });
+    let setup_b = setup_a.another_node_with(|config| config.server.post_store_workers = 1);
+    let node_a = setup_a.serve("upload-only").await;
+    let node_b = setup_b.serve("worker").await;
+    let response = reqwest::Client::new()
+        .post(node_a.url("/v1/uploads?filename=p.jpg&wait=true"))
+        .bearer_auth(ALICE)
+        .header("content-type", "image/jpeg")
+        .body(fixture_bytes("photo-with-gps.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(record["derived"][0]["name"], "thumbnail.png", "{record}");
+    assert!(record.get("pending").is_none(), "{record}");
+    let done = "airlock_post_store_jobs_total{event=\"done\"}";
+    assert_eq!(
+        node_a.metric(done).await,
+        0.0,
+        "the upload-only node ran a job"
+    );
+    assert_eq!(node_b.metric(done).await, 1.0);
+}
+
 /// A job that keeps failing for a host reason (its artifact cannot be
 /// stored: a directory sits where the file goes) is retried, then given up:
 /// the record says so in `skipped`, and the metrics count a dead letter.

@@ -34,9 +34,15 @@ impl ServeSetup {
     /// cache prefix, so the same uploads), a directory and local data of
     /// its own.
     pub fn another_node(&self) -> Self {
+        self.another_node_with(|_| {})
+    }
+
+    /// [`Self::another_node`], its config changed by `adjust`.
+    pub fn another_node_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = self.config.clone();
         config.storage.path = dir.path().join("data");
+        adjust(&mut config);
         Self::write(dir, config)
     }
 

@@ -73,7 +73,8 @@ pub struct ServerConfig {
     /// An upload's whole body must arrive within this, or it gets 408.
     pub upload_deadline_seconds: u64,
     /// Threads (at the lowest priority, apart from the request path) and
-    /// tasks running post-store jobs (default: the number of cores).
+    /// tasks running post-store jobs (default: the number of cores); 0,
+    /// with Redis, for a node that only takes uploads.
     pub post_store_workers: usize,
     /// Attempts of a post-store job that fails for a host reason (storage
     /// down…) before it goes to the dead letters.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, ConfigError, StorageBackend};
+use super::{CacheBackendKind, Config, ConfigError, StorageBackend};
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -71,8 +71,11 @@ impl Config {
                 "must not exceed server.header_read_timeout_ms",
             ));
         }
-        if self.server.post_store_workers == 0 {
-            return Err(invalid("server.post_store_workers", "must be at least 1"));
+        if self.server.post_store_workers == 0 && self.cache.backend != CacheBackendKind::Redis {
+            return Err(invalid(
+                "server.post_store_workers",
+                "0 (a node that only takes uploads) needs the Redis cache, whose job stream other nodes run; with the memory cache this node's jobs would never run",
+            ));
         }
         if self.server.post_store_max_attempts == 0 {
             return Err(invalid(

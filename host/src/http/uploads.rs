@@ -121,7 +121,7 @@ async fn receive_upload(
         }
         let mut records = Vec::with_capacity(stored.len());
         for ingested in stored {
-            records.push(finish(ingested, query.wait).await);
+            records.push(finish(state, ingested, query.wait).await);
         }
         let records = serde_json::to_value(records)
             .map_err(|e| ApiError::internal(format!("serializing records: {e}")))?;
@@ -135,7 +135,7 @@ async fn receive_upload(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::internal("an upload of one file stored none"))?;
-        let record = finish(ingested, query.wait).await;
+        let record = finish(state, ingested, query.wait).await;
         serde_json::to_value(record)
             .map_err(|e| ApiError::internal(format!("serializing a record: {e}")))
     }
@@ -162,13 +162,15 @@ async fn receive_parts(batch: &mut Batch<'_>, multipart: &mut Multipart) -> Resu
 }
 
 /// The record to return: at once, or after post-store hooks with `wait`.
-async fn finish(ingested: Ingested, wait: bool) -> UploadRecord {
-    match (wait, ingested.post_store_done) {
-        (true, Some(done)) => match tokio::time::timeout(WAIT_FOR_DERIVED, done).await {
-            Ok(Ok(record)) => record,
-            _ => ingested.record,
-        },
-        _ => ingested.record,
+async fn finish(state: &AppState, ingested: Ingested, wait: bool) -> UploadRecord {
+    if wait {
+        state
+            .running
+            .service
+            .settled(ingested, WAIT_FOR_DERIVED)
+            .await
+    } else {
+        ingested.record
     }
 }
 

@@ -120,14 +120,14 @@ impl Waiters {
 /// Starts `workers` tasks taking jobs from the service's queue, on a
 /// runtime of their own with as many threads at the lowest scheduling
 /// priority: a thumbnail backlog takes only the CPU the request path
-/// leaves.
+/// leaves. None: a node that only takes uploads (with Redis, other nodes
+/// run its jobs).
 pub(super) fn spawn_workers(
     service: &Arc<UploadService>,
     workers: usize,
 ) -> Result<PostStoreWorkers, UploadError> {
-    let workers = workers.max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(workers.max(1))
         .thread_name("post-store")
         .on_thread_start(|| {
             use thread_priority::{ThreadPriority, set_current_thread_priority};
@@ -162,6 +162,41 @@ pub(super) fn spawn_workers(
         closing,
         runtime: Some(runtime),
     })
+}
+
+/// How often a wait for post-store results looks at the record (the job
+/// may run on another node, which cannot tell this one).
+const SETTLED_POLL: Duration = Duration::from_millis(250);
+
+impl UploadService {
+    /// `ingested`'s record once its post-store plugins have run, on this
+    /// node (told at once) or another (seen in the record), or as it is
+    /// after `limit`.
+    pub async fn settled(&self, ingested: super::Ingested, limit: Duration) -> UploadRecord {
+        let Some(mut done) = ingested.post_store_done else {
+            return ingested.record;
+        };
+        let id = ingested.record.upload.id.clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut told = true;
+        loop {
+            tokio::select! {
+                result = &mut done, if told => match result {
+                    Ok(record) => return record,
+                    // Nothing will tell: look at the record only.
+                    Err(_) => told = false,
+                },
+                () = tokio::time::sleep(SETTLED_POLL) => {
+                    if let Ok(Some(record)) = self.read_record(&id).await
+                        && record.pending.is_empty()
+                    {
+                        return record;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return ingested.record,
+            }
+        }
+    }
 }
 
 /// How one run of a job ended.
