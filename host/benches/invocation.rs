@@ -1,5 +1,7 @@
 //! Invocation overhead: fresh store + instantiate + call + one cache get, for
-//! the `trivial` plugin, with fuel metering on and off; and what fuel
+//! the `trivial` plugin, with fuel metering on and off, beside the floor of
+//! instantiating an empty one-page component on the same engine settings;
+//! and what fuel
 //! metering costs on real plugins (`thumbnail` on a 2048x1536 photo,
 //! `sha256` on 8 MiB, `exif-strip` on a GPS-tagged photo), on and off side
 //! by side.
@@ -75,6 +77,37 @@ fn invocation(c: &mut Criterion) {
     group.finish();
 }
 
+/// The floor beside `invoke_trivial`: a fresh store and the instantiation
+/// of an empty component with one memory page, from an `InstancePre`, on
+/// an engine with the service's settings (pooling, fuel, epochs).
+fn floor_empty_component(c: &mut Criterion) {
+    let config = RuntimeConfig::default();
+    let engine =
+        wasmtime::Engine::new(&airlock::runtime::engine_config(&config, true)).expect("engine");
+    let component = wasmtime::component::Component::new(
+        &engine,
+        r#"(component
+            (core module $m (memory (export "memory") 1))
+            (core instance (instantiate $m)))"#,
+    )
+    .expect("empty component");
+    let linker = wasmtime::component::Linker::<()>::new(&engine);
+    let pre = linker.instantiate_pre(&component).expect("instance pre");
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let mut group = c.benchmark_group("invoke_trivial");
+    group.bench_function("floor_empty_component", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_fuel(1_000_000).expect("fuel");
+            store.set_epoch_deadline(1);
+            pre.instantiate_async(&mut store)
+                .await
+                .expect("instantiate");
+        });
+    });
+    group.finish();
+}
+
 /// Fuel metering on and off for the real plugins, each on its own input.
 fn fuel_cost(c: &mut Criterion) {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
@@ -125,5 +158,5 @@ fn fuel_cost(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, invocation, fuel_cost);
+criterion_group!(benches, invocation, floor_empty_component, fuel_cost);
 criterion_main!(benches);

@@ -185,8 +185,9 @@ impl PluginRuntime {
 
 /// The engine settings shared by the service and the compile jail: code
 /// compiled by one must load in the other, so only the allocator differs
-/// (the jail compiles and never instantiates).
-pub(crate) fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
+/// (the jail compiles and never instantiates). Public for benchmarks that
+/// measure a floor on the very same engine settings.
+pub fn engine_config(config: &RuntimeConfig, pooling: bool) -> Config {
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(config.fuel_metering)
