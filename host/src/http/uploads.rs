@@ -167,7 +167,7 @@ async fn finish(state: &AppState, ingested: Ingested, wait: bool) -> UploadRecor
         state
             .running
             .service
-            .settled(ingested, WAIT_FOR_DERIVED)
+            .settled(ingested.record, WAIT_FOR_DERIVED)
             .await
     } else {
         ingested.record

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
 
 use super::error::{BoxError, internal};
 use super::names::sanitize_filename;
@@ -28,8 +27,6 @@ pub struct Ingested {
     pub record: UploadRecord,
     /// Bytes received from the client (before any replacement).
     pub received: u64,
-    /// Resolves with the final record once post-store hooks have run.
-    pub post_store_done: Option<oneshot::Receiver<UploadRecord>>,
 }
 
 /// An upload whose bytes have all arrived.
@@ -194,35 +191,25 @@ impl UploadService {
         };
         // The job is queued before the record is written: a record that
         // lists pending plugins always has a job to run them.
-        let post_store_done = if plugins.extensions.is_empty() {
-            None
-        } else {
+        if !plugins.extensions.is_empty() {
             record.pending = plugins
                 .extensions
                 .iter()
                 .map(|h| h.plugin.name().to_string())
                 .collect();
-            let done = self.waiters.register(&record.upload.id);
             if let Err(err) = self.queue_post_store(&record).await {
-                self.waiters.forget(&record.upload.id);
                 self.forget_content(&content_key).await;
                 return Err(err);
             }
-            Some(done)
-        };
+        }
         if let Err(err) = self.write_record(&record).await {
             // Without its record the content is unreachable: don't leak it.
             // (Its job finds no record and is dropped.)
-            self.waiters.forget(&record.upload.id);
             self.forget_content(&content_key).await;
             return Err(err);
         }
         tracing::info!(size = record.size, "upload stored");
-        Ok(Ingested {
-            record,
-            received,
-            post_store_done,
-        })
+        Ok(Ingested { record, received })
     }
 
     /// Removes content no record will own (the orphan sweep would, later).

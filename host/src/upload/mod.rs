@@ -11,6 +11,7 @@ mod post_store;
 mod record;
 mod stored;
 mod sweep;
+mod workers;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -24,11 +25,11 @@ use self::ingest::clean_temp_dir;
 pub use self::ingest::{Batch, Ingested};
 pub use self::names::{sanitize_filename, valid_id};
 pub use self::plugins::{FailurePolicy, HookedPlugin, PluginSet};
-use self::post_store::Waiters;
-pub use self::post_store::{PostStoreSettings, PostStoreWorkers};
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
 pub use self::stored::{StoredContent, StoredUpload};
 pub use self::sweep::{SweepReport, sweep};
+use self::workers::Waiters;
+pub use self::workers::{PostStoreSettings, PostStoreWorkers};
 use crate::auth::Client;
 use crate::jobs::JobQueue;
 use crate::metrics::Metrics;
@@ -94,7 +95,7 @@ impl UploadService {
             open: OpenUploads::default(),
             body_timeouts,
         });
-        let workers = post_store::spawn_workers(&service, post_store.workers)?;
+        let workers = workers::spawn_workers(&service, post_store.workers)?;
         Ok((service, workers))
     }
 
