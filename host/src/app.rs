@@ -44,6 +44,9 @@ struct SweepSchedule {
     grace: Duration,
     /// `None`: only at start.
     every: Option<Duration>,
+    /// When this process started: older temporary files are writes the
+    /// previous one cut short.
+    started: std::time::SystemTime,
 }
 
 /// Where the embedded defaults look for the example plugins.
@@ -59,22 +62,13 @@ impl App {
     /// with a warning instead of failing the start.
     pub async fn build(config: &Config, source: ConfigSource) -> Result<Self, StartError> {
         config.validate()?;
+        let started = std::time::SystemTime::now();
         let embedded = matches!(source, ConfigSource::Embedded { .. });
         let metrics = Arc::new(Metrics::new());
         let (store, staging): (Arc<dyn BlobStore>, Arc<dyn Staging>) = match config.storage.backend
         {
             StorageBackend::Local => {
                 let local = LocalStore::open(&config.storage.path).await?;
-                // Before serving: every temporary file is a write cut short
-                // by the previous process (the store has one process).
-                let swept = local.sweep_temp(std::time::SystemTime::now()).await?;
-                if swept > 0 {
-                    metrics.orphans_swept("temp", swept);
-                    tracing::info!(
-                        files = swept,
-                        "removed the temporary files of writes cut short"
-                    );
-                }
                 (
                     Arc::new(local.clone()),
                     Arc::new(LocalStaging::open(local).await?),
@@ -187,6 +181,7 @@ impl App {
             store,
             workers,
             sweep: SweepSchedule {
+                started,
                 grace: Duration::from_secs(config.storage.orphan_grace_seconds),
                 every: (config.storage.orphan_sweep_interval_seconds > 0)
                     .then(|| Duration::from_secs(config.storage.orphan_sweep_interval_seconds)),
@@ -260,12 +255,16 @@ async fn reload_on_sighup(admin: Arc<Admin>) {
 /// Sweeps orphaned objects at start, then on `schedule`. A failed sweep is
 /// logged and tried again at the next round.
 async fn sweep_orphans(store: Arc<dyn BlobStore>, metrics: Arc<Metrics>, schedule: SweepSchedule) {
+    let store = store.as_ref();
+    let mut swept =
+        crate::upload::sweep_at_start(store, schedule.grace, schedule.started, &metrics).await;
     loop {
-        if let Err(err) = crate::upload::sweep(store.as_ref(), schedule.grace, &metrics).await {
+        if let Err(err) = swept {
             tracing::warn!(error = %crate::text::chain(&err), "orphan sweep failed");
         }
         let Some(every) = schedule.every else { return };
         tokio::time::sleep(every).await;
+        swept = crate::upload::sweep(store, schedule.grace, &metrics).await;
     }
 }
 

@@ -27,7 +27,7 @@ pub use self::names::{sanitize_filename, valid_id};
 pub use self::plugins::{FailurePolicy, HookedPlugin, PluginSet};
 pub use self::record::{DerivedRecord, SkippedPlugin, UploadRecord, keys};
 pub use self::stored::{StoredContent, StoredUpload};
-pub use self::sweep::{SweepReport, sweep};
+pub use self::sweep::{SweepReport, sweep, sweep_at_start};
 use self::workers::Waiters;
 pub use self::workers::{PostStoreSettings, PostStoreWorkers};
 use crate::auth::Client;

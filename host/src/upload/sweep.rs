@@ -28,7 +28,8 @@ pub struct SweepReport {
     pub temp_files: u64,
 }
 
-/// Removes orphaned upload objects and old tombstones older than `grace`.
+/// Removes orphaned upload objects, old tombstones and temporary files older
+/// than `grace`.
 pub async fn sweep(
     store: &dyn BlobStore,
     grace: Duration,
@@ -37,9 +38,33 @@ pub async fn sweep(
     let cutoff = SystemTime::now()
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    sweep_with(store, cutoff, cutoff, metrics).await
+}
+
+/// [`sweep`] as the first one of a process that started at `started`: every
+/// temporary file older than the process is a write cut short by the one
+/// before (the local store has one process), whatever the grace.
+pub async fn sweep_at_start(
+    store: &dyn BlobStore,
+    grace: Duration,
+    started: SystemTime,
+    metrics: &Metrics,
+) -> Result<SweepReport, StorageError> {
+    let cutoff = SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    sweep_with(store, cutoff, started, metrics).await
+}
+
+async fn sweep_with(
+    store: &dyn BlobStore,
+    cutoff: SystemTime,
+    temp_cutoff: SystemTime,
+    metrics: &Metrics,
+) -> Result<SweepReport, StorageError> {
     let mut report = SweepReport::default();
     // What was removed is counted even when the sweep stops part-way.
-    let temp = store.sweep_temp(cutoff).await;
+    let temp = store.sweep_temp(temp_cutoff).await;
     report.temp_files = *temp.as_ref().unwrap_or(&0);
     let swept = sweep_into(store, cutoff, &mut report).await;
     metrics.orphans_swept("content", report.content);
