@@ -25,6 +25,14 @@ const POLL: Duration = Duration::from_millis(200);
 /// Dead letters kept (the oldest go first).
 const DEAD_KEPT: u64 = 100_000;
 
+/// What takes the place of a settled entry.
+enum Next {
+    /// The job's next attempt (JSON), in the stream.
+    Job(String),
+    /// A dead letter (JSON), in the dead letters' stream.
+    DeadLetter(String),
+}
+
 /// Jobs in a Redis Stream.
 pub struct StreamQueue {
     connection: ConnectionManager,
@@ -116,6 +124,54 @@ impl StreamQueue {
         }
     }
 
+    /// Takes entry `id` out of the stream (acknowledged and deleted),
+    /// adding `next` in the same transaction: a job is never in the stream
+    /// twice, nor lost between the two.
+    async fn settle(
+        &self,
+        id: &str,
+        next: Option<Next>,
+        what: &'static str,
+    ) -> Result<(), JobError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match next {
+            Some(Next::Job(json)) => {
+                pipe.cmd("XADD")
+                    .arg(&self.key)
+                    .arg("*")
+                    .arg("job")
+                    .arg(json)
+                    .ignore();
+            }
+            Some(Next::DeadLetter(json)) => {
+                pipe.cmd("XADD")
+                    .arg(&self.dead_key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(DEAD_KEPT)
+                    .arg("*")
+                    .arg("letter")
+                    .arg(json)
+                    .ignore();
+            }
+            None => {}
+        }
+        pipe.cmd("XACK")
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg(id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.key)
+            .arg(id)
+            .ignore();
+        let mut conn = self.connection.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(failed(what))
+    }
+
     /// A claimed entry; an unreadable one is buried at once.
     async fn claimed(&self, id: String, job: Option<String>) -> Result<Option<Claimed>, JobError> {
         let parsed = job.as_deref().map(serde_json::from_str::<Job>).transpose();
@@ -127,32 +183,13 @@ impl StreamQueue {
             })),
             Ok(None) | Err(_) => {
                 tracing::error!(entry = %id, "an unreadable post-store job goes to the dead letters");
-                let mut conn = self.connection.clone();
-                redis::pipe()
-                    .atomic()
-                    .cmd("XADD")
-                    .arg(&self.dead_key)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(DEAD_KEPT)
-                    .arg("*")
-                    .arg("raw")
-                    .arg(job.unwrap_or_default())
-                    .arg("reason")
-                    .arg("unreadable job")
-                    .ignore()
-                    .cmd("XACK")
-                    .arg(&self.key)
-                    .arg(GROUP)
-                    .arg(&id)
-                    .ignore()
-                    .cmd("XDEL")
-                    .arg(&self.key)
-                    .arg(&id)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(failed("burying an unreadable job"))?;
+                let letter = serde_json::json!({ "raw": job, "reason": "unreadable job" });
+                self.settle(
+                    &id,
+                    Some(Next::DeadLetter(letter.to_string())),
+                    "burying an unreadable job",
+                )
+                .await?;
                 Ok(None)
             }
         }
@@ -260,48 +297,13 @@ impl JobQueue for StreamQueue {
     }
 
     async fn ack(&self, claimed: Claimed) -> Result<(), JobError> {
-        let mut conn = self.connection.clone();
-        redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&self.key)
-            .arg(GROUP)
-            .arg(&claimed.handle)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.key)
-            .arg(&claimed.handle)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(failed("XACK"))
+        self.settle(&claimed.handle, None, "XACK").await
     }
 
     async fn retry(&self, claimed: Claimed, next: Job) -> Result<(), JobError> {
         let json = serde_json::to_string(&next)?;
-        let mut conn = self.connection.clone();
-        // The next attempt is a new entry; the old one goes in the same
-        // transaction, so the job is never in the stream twice or not at all.
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&self.key)
-            .arg("*")
-            .arg("job")
-            .arg(json)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.key)
-            .arg(GROUP)
-            .arg(&claimed.handle)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.key)
-            .arg(&claimed.handle)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(failed("re-queueing a job"))?;
+        self.settle(&claimed.handle, Some(Next::Job(json)), "re-queueing a job")
+            .await?;
         self.pushed.notify_one();
         Ok(())
     }
@@ -313,30 +315,12 @@ impl JobQueue for StreamQueue {
             buried_at_ms: now_ms(),
         };
         let json = serde_json::to_string(&letter)?;
-        let mut conn = self.connection.clone();
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&self.dead_key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(DEAD_KEPT)
-            .arg("*")
-            .arg("letter")
-            .arg(json)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.key)
-            .arg(GROUP)
-            .arg(&claimed.handle)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&self.key)
-            .arg(&claimed.handle)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(failed("burying a job"))
+        self.settle(
+            &claimed.handle,
+            Some(Next::DeadLetter(json)),
+            "burying a job",
+        )
+        .await
     }
 
     async fn stats(&self) -> Result<QueueStats, JobError> {
