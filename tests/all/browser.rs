@@ -128,15 +128,7 @@ async fn the_upload_page_on_another_origin_stores_a_jpeg_and_shows_a_rejection()
     );
     // The page shows the record the API has.
     let id = jpeg["id"].as_str().unwrap();
-    let record: Value = reqwest::Client::new()
-        .get(api.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = api.record(id).await;
     assert_eq!(record["filename"], "photo-with-gps.jpg");
 
     let fake = &cards[1];
@@ -247,15 +239,7 @@ async fn the_upload_page_resumes_an_upload_after_a_network_drop() {
     let card = &report["cards"][0];
     assert_eq!(card["state"], "stored", "{report:#}");
     let id = card["id"].as_str().unwrap();
-    let record: Value = reqwest::Client::new()
-        .get(server.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record = server.record(id).await;
     assert_eq!(record["size"], bytes.len(), "{record:#}");
     assert_eq!(record["sha256"], sha(&bytes), "{record:#}");
     // One upload, asked about (HEAD) after the drop and finished: the

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use airlock::budget::Budget;
-use airlock::config::{Config, FailurePolicy};
-use airlock::runtime::HookKind;
+use airlock::config::Config;
 use airlock::supervisor::Containment;
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -98,23 +96,7 @@ async fn a_hostile_plugin_cannot_hold_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = tight_exif_strip(dir.path());
     // Spins for its whole 300 ms at every turn, one at a time.
-    let mut spinner = plugin(
-        "infinite-loop",
-        HookKind::Processor,
-        5,
-        FailurePolicy::FailOpen,
-        Budget {
-            fuel: u64::MAX / 4,
-            timeout_ms: 300,
-            ..roomy()
-        },
-    );
-    spinner.containment = Containment {
-        max_concurrency: 1,
-        max_wait_ms: 1,
-        quarantine_after: 3,
-        window_seconds: 60,
-    };
+    let spinner = spinner(300, 3);
     config.plugins.push(spinner);
     let server = Arc::new(TestServer::with_config(config, dir).await);
     let started = Instant::now();
@@ -151,23 +133,7 @@ async fn no_slot_within_the_uploads_deadline_is_503_plugin_busy_and_nothing_stor
     let mut config = config(Backends::Local, dir.path());
     config.server.upload_deadline_seconds = 1;
     config.admin.token = "admin-token-0123456789abcdef".into();
-    let mut slow = plugin(
-        "infinite-loop",
-        HookKind::Processor,
-        5,
-        FailurePolicy::FailOpen,
-        Budget {
-            fuel: u64::MAX / 4,
-            timeout_ms: 2_500,
-            ..roomy()
-        },
-    );
-    slow.containment = Containment {
-        max_concurrency: 1,
-        max_wait_ms: 1,
-        quarantine_after: 100,
-        window_seconds: 60,
-    };
+    let slow = spinner(2_500, 100);
     config.plugins.push(slow);
     let server = Arc::new(TestServer::with_config(config, dir).await);
     let results = burst(&server, 2, 2).await;

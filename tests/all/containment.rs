@@ -288,23 +288,7 @@ async fn a_full_bulkhead_queues_uploads_in_turn_and_the_service_keeps_answering(
     let mut config = config(Backends::Local, dir.path());
     config.admin.token = ADMIN.into();
     // A plugin that spins for its whole 1.5 s wall-clock budget, one at a time.
-    let mut slow = plugin(
-        "infinite-loop",
-        HookKind::Processor,
-        5,
-        FailurePolicy::FailOpen,
-        Budget {
-            fuel: u64::MAX / 4,
-            timeout_ms: 1_500,
-            ..roomy()
-        },
-    );
-    slow.containment = Containment {
-        max_concurrency: 1,
-        max_wait_ms: 50,
-        quarantine_after: 100,
-        window_seconds: 60,
-    };
+    let slow = spinner(1_500, 100);
     config.plugins.push(slow);
     let server = Arc::new(TestServer::with_config(config, dir).await);
     let uploads: Vec<_> = (0..4)

@@ -75,23 +75,11 @@ async fn upload_photos(server: &ServerProcess, n: u32) -> Vec<String> {
         .await
 }
 
-async fn record(server: &ServerProcess, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(server.url(&format!("/v1/uploads/{id}")))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// How many of `ids` still list pending plugins.
 async fn pending(server: &ServerProcess, ids: &[String]) -> usize {
     let mut n = 0;
     for id in ids {
-        if record(server, id).await.get("pending").is_some() {
+        if server.record(id).await.get("pending").is_some() {
             n += 1;
         }
     }
@@ -111,7 +99,7 @@ async fn all_thumbnails(server: &ServerProcess, ids: &[String]) {
         server.log()
     );
     for id in ids {
-        let record = record(server, id).await;
+        let record = server.record(id).await;
         assert_eq!(record["derived"][0]["name"], "thumbnail.png", "{record}");
         assert!(record.get("skipped").is_none(), "{record}");
     }
@@ -249,7 +237,7 @@ async fn a_job_that_keeps_failing_for_the_host_goes_to_the_dead_letters() {
     )
     .unwrap();
     let given_up = eventually(CATCH_UP, || async {
-        let record = record(&server, &victim).await;
+        let record = server.record(&victim).await;
         (record.get("pending").is_none()).then_some(record)
     })
     .await

@@ -79,6 +79,30 @@ pub fn plugin(
     }
 }
 
+/// `infinite-loop` as a fail-open processor that spins for its whole
+/// `timeout_ms` at every turn, one turn at a time (`max_concurrency` 1,
+/// `max_wait_ms` 1), quarantined after `quarantine_after` stops in 60 s.
+pub fn spinner(timeout_ms: u64, quarantine_after: u32) -> PluginConfig {
+    let mut spinner = plugin(
+        "infinite-loop",
+        HookKind::Processor,
+        5,
+        FailurePolicy::FailOpen,
+        Budget {
+            fuel: u64::MAX / 4,
+            timeout_ms,
+            ..roomy()
+        },
+    );
+    spinner.containment = Containment {
+        max_concurrency: 1,
+        max_wait_ms: 1,
+        quarantine_after,
+        window_seconds: 60,
+    };
+    spinner
+}
+
 /// The standard test config: two clients (bob limited to 64 KiB of images)
 /// and the four example plugins.
 pub fn config(backends: Backends, dir: &std::path::Path) -> Config {

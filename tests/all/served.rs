@@ -215,6 +215,19 @@ impl ServerProcess {
         format!("{}{path}", self.base())
     }
 
+    /// The record of upload `id`, as `alice` (the standard client) reads it.
+    pub async fn record(&self, id: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(self.url(&format!("/v1/uploads/{id}")))
+            .bearer_auth(harness::ALICE)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The value of the `/metrics` sample `series` (name and labels, as
     /// printed), 0 when there is none.
     pub async fn metric(&self, series: &str) -> f64 {
