@@ -324,13 +324,7 @@ impl Metrics {
         if let Some(fuel) = report.fuel_used {
             self.fuel.get_or_create(&label).inc_by(fuel);
         }
-        let ops = report.usage.cache_ops;
-        for (op, n) in [
-            ("get", ops.get),
-            ("set", ops.set),
-            ("add", ops.add),
-            ("delete", ops.delete),
-        ] {
+        for (op, n) in report.usage.cache_ops.by_kind() {
             if n > 0 {
                 self.cache_ops
                     .get_or_create(&OpLabels {

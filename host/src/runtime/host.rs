@@ -38,6 +38,18 @@ pub struct CacheOps {
     pub delete: u64,
 }
 
+impl CacheOps {
+    /// Each kind with its count, named as metrics and the admin API name it.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("get", self.get),
+            ("set", self.set),
+            ("add", self.add),
+            ("delete", self.delete),
+        ]
+    }
+}
+
 /// What an invocation has used so far.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {

@@ -56,13 +56,7 @@ impl Recorder {
         }
         let report = &invocation.report;
         tally.fuel = tally.fuel.saturating_add(report.fuel_used.unwrap_or(0));
-        let ops = report.usage.cache_ops;
-        for (op, n) in [
-            ("get", ops.get),
-            ("set", ops.set),
-            ("add", ops.add),
-            ("delete", ops.delete),
-        ] {
+        for (op, n) in report.usage.cache_ops.by_kind() {
             let count = tally.cache_ops.entry(op).or_default();
             *count = count.saturating_add(n);
         }
