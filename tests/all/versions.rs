@@ -1,7 +1,9 @@
 //! WIT versions: the host runs components built against every
 //! `airlock:plugin` version it lists (`PLUGIN_VERSIONS`), not only the
 //! current one. `trivial-0.1.0.wasm` is the `trivial` plugin as built
-//! against 0.1.0, kept as it was; 0.1.1 added `content.sha256`.
+//! against 0.1.0 and `sha256-0.1.1.wasm` the `sha256` plugin as built
+//! against 0.1.1, kept as they were; 0.1.1 added `content.sha256`, 0.1.2
+//! `cache.wait`.
 
 use std::sync::Arc;
 
@@ -80,4 +82,31 @@ async fn content_sha256_is_the_hosts_digest_and_costs_no_reads() {
 
 async fn verdict_of(plugin: &airlock::runtime::Plugin, bytes: Bytes) -> airlock::runtime::Verdict {
     verdict(invoke(plugin, "application/octet-stream", bytes).await)
+}
+
+/// The previous version's build of `sha256` (0.1.1, which added the
+/// `content.sha256` it calls) runs on the current host.
+#[tokio::test]
+async fn a_component_built_against_0_1_1_still_loads_and_runs() {
+    let old = std::fs::read(fixture("sha256-0.1.1.wasm")).unwrap();
+    let plugin = runtime()
+        .load(
+            "sha256-0.1.1",
+            &old,
+            roomy(),
+            plugin_cache(&memory_backend(), "sha256-0.1.1", Default::default()),
+        )
+        .unwrap();
+    assert!(
+        plugin
+            .info()
+            .imports
+            .iter()
+            .any(|i| i == "airlock:plugin/types@0.1.1"),
+        "{:?}",
+        plugin.info()
+    );
+    let bytes = Bytes::from_static(b"hello");
+    let verdict = verdict_of(&plugin, bytes.clone()).await;
+    assert_eq!(meta(&verdict, "sha256"), Some(sha(&bytes).as_str()));
 }

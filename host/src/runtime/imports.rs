@@ -20,8 +20,13 @@ use crate::text::one_line;
 const MAX_LOG_LINE: usize = 4 << 10;
 // The current version: components built against an earlier one the host
 // runs (`load::PLUGIN_VERSIONS`) resolve to these by semver.
-const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.1";
-const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.1";
+const CACHE_INTERFACE: &str = "airlock:plugin/cache@0.1.2";
+const LOG_INTERFACE: &str = "airlock:plugin/log@0.1.2";
+
+/// Most look-ups one `cache.wait` makes.
+const WAIT_LOOKUPS: u32 = 16;
+/// Longest pause between two look-ups of one `cache.wait`.
+const WAIT_MAX_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a cache import answers the guest.
 pub(super) type Answer<T> = (Result<T, cache::Error>,);
@@ -58,6 +63,12 @@ fn add_cache(cache: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> 
             .await
         })
     })?;
+    cache.func_wrap_async(
+        "wait",
+        |store: Ctx<'_>, (key, timeout_ms): (WasmStr, u32)| {
+            Box::new(async move { wait(store, &key, timeout_ms).await })
+        },
+    )?;
     cache.func_wrap_async("delete", |store: Ctx<'_>, (key,): (WasmStr,)| {
         Box::new(async move {
             one_key(
@@ -176,6 +187,45 @@ async fn one_key<T>(
     let left = state.time_left()?;
     let result = op(&state.cache, &key, left).await;
     state.settle(result)
+}
+
+/// `wait`: up to [`WAIT_LOOKUPS`] look-ups of `key`, each charged as a
+/// `get`, spaced 1 ms doubling to [`WAIT_MAX_PAUSE`], until the key is there
+/// or `timeout_ms` (at most half the invocation's time left) has passed.
+/// Bounded in look-ups and time whatever the guest asks for.
+async fn wait(
+    mut store: Ctx<'_>,
+    key: &WasmStr,
+    timeout_ms: u32,
+) -> wasmtime::Result<Answer<Option<Vec<u8>>>> {
+    store.data_mut().charge_calls(|o| &mut o.get, 1)?;
+    let Some(key) = guest_key(&mut store, key)? else {
+        return Ok((Err(cache::Error::InvalidKey),));
+    };
+    let state = store.data_mut();
+    let asked = Duration::from_millis(u64::from(timeout_ms));
+    // At most half the time left, so that a caller whose wait came to
+    // nothing still has time to compute the value itself.
+    let until = Instant::now() + asked.min(state.time_left()? / 2);
+    let mut pause = Duration::from_millis(1);
+    for lookup in 1..=WAIT_LOOKUPS {
+        if lookup > 1 {
+            state.charge_calls(|o| &mut o.get, 1)?;
+        }
+        let left = state.time_left()?;
+        match state.cache.get(&key, left).await {
+            Ok(Some(value)) => return Ok((Ok(Some(Vec::from(value))),)),
+            Ok(None) => {}
+            Err(e) => return state.settle(Err(e)),
+        }
+        let now = Instant::now();
+        if lookup == WAIT_LOOKUPS || now >= until {
+            break;
+        }
+        tokio::time::sleep(pause.min(until - now)).await;
+        pause = (pause * 2).min(WAIT_MAX_PAUSE);
+    }
+    Ok((Ok(None),))
 }
 
 /// `set` and `add`: charge the call, refuse, charge the bytes, write.

@@ -17,14 +17,16 @@ use crate::cache::PluginCache;
 /// The versions of `airlock:plugin` the host runs: the current one (its
 /// WIT, `wit/airlock.wit`) and the earlier ones it only added to, whose
 /// imports the linker resolves to the current interfaces (semver).
-pub const PLUGIN_VERSIONS: [&str; 2] = ["0.1.0", "0.1.1"];
+pub const PLUGIN_VERSIONS: [&str; 3] = ["0.1.0", "0.1.1", "0.1.2"];
 
 /// The interfaces a plugin may import (any of [`PLUGIN_VERSIONS`]), with
 /// the functions each provides.
 const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     (
         "airlock:plugin/cache",
-        &["get", "set", "add", "delete", "get-many", "set-many"],
+        &[
+            "get", "set", "add", "delete", "get-many", "set-many", "wait",
+        ],
     ),
     ("airlock:plugin/log", &["write"]),
     (
@@ -37,8 +39,8 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-pub(super) const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.1";
-pub(super) const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.1";
+pub(super) const PRE_STORE_EXPORT: &str = "airlock:plugin/pre-store@0.1.2";
+pub(super) const POST_STORE_EXPORT: &str = "airlock:plugin/post-store@0.1.2";
 
 /// `name` (`airlock:plugin/<interface>@<version>`) without its version, if
 /// the version is one the host runs.
