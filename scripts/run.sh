@@ -12,6 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export AIRLOCK_CACHE="${AIRLOCK_CACHE:-$HOME/.cache/airlock}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AIRLOCK_CACHE/target}"
+export npm_config_cache="${npm_config_cache:-$AIRLOCK_CACHE/npm}"
 # shellcheck source=lib/debian.sh
 source scripts/lib/debian.sh
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

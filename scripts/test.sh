@@ -19,6 +19,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export AIRLOCK_CACHE="${AIRLOCK_CACHE:-$HOME/.cache/airlock}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AIRLOCK_CACHE/target}"
+# npm's downloads (the web pages' esbuild, the test clients, componentize-js
+# for JavaScript plugins) are cached with the rest.
+export npm_config_cache="${npm_config_cache:-$AIRLOCK_CACHE/npm}"
 step() { printf '\n==> %s\n' "$*"; }
 
 # Garage is the longest single build and is needed only once the tests run:
@@ -51,6 +54,17 @@ scripts/redis.sh ensure
 step "format and lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "plugin SDK: lint and doc examples, for both worlds (on the host)"
+(
+  cd plugins
+  export CARGO_TARGET_DIR="$AIRLOCK_CACHE/sdk-host-target"
+  cargo fmt -p airlock-plugin-sdk -- --check
+  for world in processor extension; do
+    cargo clippy --quiet -p airlock-plugin-sdk --features "$world" -- -D warnings
+    cargo test --quiet --doc -p airlock-plugin-sdk --features "$world"
+  done
+)
 
 step "tests: building"
 cargo test --workspace --no-run --quiet

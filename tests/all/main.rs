@@ -46,6 +46,7 @@ mod output_limits;
 mod pages;
 mod real_plugins;
 mod s3_outage;
+mod single_flight;
 mod slow_clients;
 mod staging;
 mod storage;

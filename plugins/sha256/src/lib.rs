@@ -43,16 +43,12 @@ fn duplicate_of(key: &str, upload_id: &str) -> Option<String> {
             // Expired between `add` and `get`: nothing to point at.
             Ok(None) => None,
             Err(err) => {
-                warn(&format!(
-                    "sha256: cache get failed ({err:?}); skipping dedupe"
-                ));
+                warn!("sha256: cache get failed ({err:?}); skipping dedupe");
                 None
             }
         },
         Err(err) => {
-            warn(&format!(
-                "sha256: cache add failed ({err:?}); skipping dedupe"
-            ));
+            warn!("sha256: cache add failed ({err:?}); skipping dedupe");
             None
         }
     }
