@@ -15,6 +15,7 @@ mod served;
 #[path = "../loadgen/mod.rs"]
 mod loadgen;
 
+mod authoring;
 mod browser;
 mod budgets;
 mod bursts;
@@ -54,3 +55,4 @@ mod summed_limits;
 mod tus;
 mod tus_clients;
 mod versions;
+mod wit_reference;

@@ -2,7 +2,6 @@
 
 mod admin;
 mod plugin;
-mod report;
 mod serve;
 
 use std::process::ExitCode;
@@ -39,7 +38,7 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Operate a running service: plugin states and reload.
     Admin(admin::AdminArgs),
-    /// Tools for plugin authors: check, run and componentize plugins.
+    /// Tools for plugin authors: start, build, test, check and run plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
