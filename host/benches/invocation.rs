@@ -1,8 +1,8 @@
 //! Invocation overhead: fresh store + instantiate + call + one cache get, for
-//! the `trivial` plugin, with fuel metering on and off, beside the floor of
-//! instantiating an empty one-page component on the same engine settings;
-//! and what fuel
-//! metering costs on real plugins (`thumbnail` on a 2048x1536 photo,
+//! the `trivial` plugin, with fuel metering on and off, beside two floors on
+//! the same engine settings: (a) the same component with a no-op host, and
+//! (b) instantiating an empty one-page component; and what fuel metering
+//! costs on real plugins (`thumbnail` on a 2048x1536 photo,
 //! `sha256` on 8 MiB, `exif-strip` on a GPS-tagged photo), on and off side
 //! by side.
 //!
@@ -55,8 +55,23 @@ fn invocation(c: &mut Criterion) {
     let bytes = component("trivial");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let mut group = c.benchmark_group("invoke_trivial");
-    for fuel_metering in [true, false] {
-        let runtime = runtime(fuel_metering);
+    // The service's settings with fuel on and off, and with fuel on but
+    // every page of linear memory returned to the kernel after each
+    // invocation (`memory_keep_resident_bytes = 0`, wasmtime's default).
+    let variants = [
+        ("fuel_on", runtime(true)),
+        ("fuel_off", runtime(false)),
+        (
+            "fuel_on_no_keep_resident",
+            PluginRuntime::new(RuntimeConfig {
+                memory_keep_resident_bytes: 0,
+                compiler_program: Some(env!("CARGO_BIN_EXE_airlock").into()),
+                ..RuntimeConfig::default()
+            })
+            .expect("runtime"),
+        ),
+    ];
+    for (name, runtime) in variants {
         let plugin = runtime
             .load("trivial", &bytes, Budget::default(), cache("trivial"))
             .expect("load");
@@ -66,7 +81,6 @@ fn invocation(c: &mut Criterion) {
             ..UploadInfo::default()
         };
         let content: Arc<dyn ContentSource> = Arc::new(Bytes::from_static(b"hello"));
-        let name = if fuel_metering { "fuel_on" } else { "fuel_off" };
         group.bench_function(name, |b| {
             b.to_async(&tokio).iter(|| async {
                 let done = plugin.invoke(&upload, Arc::clone(&content)).await;
@@ -103,6 +117,206 @@ fn floor_empty_component(c: &mut Criterion) {
             pre.instantiate_async(&mut store)
                 .await
                 .expect("instantiate");
+        });
+    });
+    group.finish();
+}
+
+// The WIT types the floor's no-op host and its call need, derived here so
+// that the floor uses nothing of Airlock's host.
+mod noop {
+    use wasmtime::component::{ComponentType, Lift, Lower};
+
+    #[derive(ComponentType, Lift, Lower, Clone, Copy)]
+    #[component(variant)]
+    pub enum CacheError {
+        #[component(name = "quota-exceeded")]
+        QuotaExceeded,
+        #[component(name = "too-large")]
+        TooLarge,
+        #[component(name = "invalid-key")]
+        InvalidKey,
+        #[component(name = "unavailable")]
+        Unavailable,
+    }
+
+    #[derive(ComponentType, Lift, Lower, Clone, Copy)]
+    #[component(enum)]
+    #[repr(u8)]
+    pub enum Level {
+        #[component(name = "trace")]
+        Trace,
+        #[component(name = "debug")]
+        Debug,
+        #[component(name = "info")]
+        Info,
+        #[component(name = "warn")]
+        Warn,
+        #[component(name = "error")]
+        Error,
+    }
+
+    #[derive(ComponentType, Lift, Lower, Clone)]
+    #[component(record)]
+    pub struct Upload {
+        pub id: String,
+        pub client: String,
+        pub filename: String,
+        #[component(name = "content-type")]
+        pub content_type: String,
+        pub size: u64,
+        pub metadata: Vec<(String, String)>,
+    }
+
+    #[derive(ComponentType, Lift, Lower, Clone)]
+    #[component(record)]
+    pub struct Replacement {
+        pub bytes: Vec<u8>,
+        #[component(name = "content-type")]
+        pub content_type: String,
+        pub metadata: Vec<(String, String)>,
+    }
+
+    #[derive(ComponentType, Lift, Lower, Clone)]
+    #[component(variant)]
+    pub enum Verdict {
+        #[component(name = "accept")]
+        Accept(Vec<(String, String)>),
+        #[component(name = "reject")]
+        Reject(String),
+        #[component(name = "replace")]
+        Replace(Replacement),
+    }
+
+    #[derive(ComponentType, Lift, Lower, Clone)]
+    #[component(record)]
+    pub struct PluginError {
+        pub message: String,
+    }
+
+    /// The host resource behind `content`.
+    pub struct Content;
+}
+
+/// Floor (a): the same `trivial` component, from an `InstancePre` on the
+/// same pooled engine settings, with a host whose imports do nothing (the
+/// cache always misses): a fresh store, instantiate, call the hook. The
+/// gap to `fuel_on` is what Airlock's host adds per invocation (its state,
+/// limiter, call hooks, epoch callback, timeouts, slot, output checks).
+fn floor_noop_host(c: &mut Criterion) {
+    use wasmtime::component::{Linker, Resource, ResourceType};
+    let config = RuntimeConfig::default();
+    let engine =
+        wasmtime::Engine::new(&airlock::runtime::engine_config(&config, true)).expect("engine");
+    let component =
+        wasmtime::component::Component::new(&engine, component("trivial")).expect("trivial");
+    let mut linker = Linker::<()>::new(&engine);
+    let version = airlock::runtime::PLUGIN_VERSIONS[airlock::runtime::PLUGIN_VERSIONS.len() - 1];
+    type Got = Result<Option<Vec<u8>>, noop::CacheError>;
+    {
+        let mut cache = linker
+            .instance(&format!("airlock:plugin/cache@{version}"))
+            .expect("cache");
+        cache
+            .func_wrap("get", |_, (_key,): (String,)| Ok((Got::Ok(None),)))
+            .expect("get");
+        cache
+            .func_wrap("wait", |_, (_key, _ms): (String, u32)| Ok((Got::Ok(None),)))
+            .expect("wait");
+        cache
+            .func_wrap("get-many", |_, (keys,): (Vec<String>,)| {
+                let misses: Vec<Option<Vec<u8>>> = keys.iter().map(|_| None).collect();
+                Ok((Result::<_, noop::CacheError>::Ok(misses),))
+            })
+            .expect("get-many");
+        for name in ["set", "add"] {
+            cache
+                .func_wrap(name, |_, (_k, _v, _t): (String, Vec<u8>, u32)| {
+                    Ok((Result::<bool, noop::CacheError>::Ok(true),))
+                })
+                .expect("set/add");
+        }
+        cache
+            .func_wrap("delete", |_, (_k,): (String,)| {
+                Ok((Result::<bool, noop::CacheError>::Ok(false),))
+            })
+            .expect("delete");
+        cache
+            .func_wrap(
+                "set-many",
+                |_, (_e, _t): (Vec<(String, Vec<u8>)>, u32)| {
+                    Ok((Result::<(), noop::CacheError>::Ok(()),))
+                },
+            )
+            .expect("set-many");
+    }
+    linker
+        .instance(&format!("airlock:plugin/log@{version}"))
+        .expect("log")
+        .func_wrap("write", |_, (_l, _m): (noop::Level, String)| Ok(()))
+        .expect("write");
+    {
+        let mut types = linker
+            .instance(&format!("airlock:plugin/types@{version}"))
+            .expect("types");
+        types
+            .resource("content", ResourceType::host::<noop::Content>(), |_, _| Ok(()))
+            .expect("content");
+        types
+            .func_wrap(
+                "[method]content.size",
+                |_, (_c,): (Resource<noop::Content>,)| Ok((5u64,)),
+            )
+            .expect("size");
+        types
+            .func_wrap(
+                "[method]content.read",
+                |_, (_c, _o, _l): (Resource<noop::Content>, u64, u32)| Ok((b"hello".to_vec(),)),
+            )
+            .expect("read");
+        types
+            .func_wrap(
+                "[method]content.sha256",
+                |_, (_c,): (Resource<noop::Content>,)| Ok((String::new(),)),
+            )
+            .expect("sha256");
+    }
+    let pre = linker.instantiate_pre(&component).expect("instance pre");
+    let export = format!("airlock:plugin/pre-store@{version}");
+    // Looked up once, as the runtime does at load.
+    let (_, interface) = component
+        .get_export(None, &export)
+        .expect("pre-store export");
+    let (_, hook) = component
+        .get_export(Some(&interface), "process")
+        .expect("process export");
+    let upload = noop::Upload {
+        id: "bench".into(),
+        client: String::new(),
+        filename: String::new(),
+        content_type: "text/plain".into(),
+        size: 5,
+        metadata: Vec::new(),
+    };
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let mut group = c.benchmark_group("invoke_trivial");
+    group.bench_function("floor_noop_host", |b| {
+        b.to_async(&tokio).iter(|| async {
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_fuel(1_000_000_000).expect("fuel");
+            store.set_epoch_deadline(1);
+            let instance = pre.instantiate_async(&mut store).await.expect("instantiate");
+            let process = instance
+                .get_typed_func::<(&noop::Upload, Resource<noop::Content>), (Result<noop::Verdict, noop::PluginError>,)>(
+                    &mut store, &hook,
+                )
+                .expect("typed");
+            let content = Resource::<noop::Content>::new_borrow(0);
+            let (result,) = process
+                .call_async(&mut store, (&upload, content))
+                .await
+                .expect("call");
+            assert!(matches!(result, Ok(noop::Verdict::Accept(_))));
         });
     });
     group.finish();
@@ -158,5 +372,11 @@ fn fuel_cost(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, invocation, floor_empty_component, fuel_cost);
+criterion_group!(
+    benches,
+    invocation,
+    floor_noop_host,
+    floor_empty_component,
+    fuel_cost
+);
 criterion_main!(benches);
