@@ -270,3 +270,30 @@ async fn a_job_that_keeps_failing_for_the_host_goes_to_the_dead_letters() {
     // The others were not held up by it.
     all_thumbnails(&server, &busy).await;
 }
+
+/// Post-store threads run under Linux's `SCHED_IDLE`: only when no request
+/// thread wants the CPU, so a thumbnail backlog cannot slow uploads.
+#[tokio::test]
+async fn post_store_threads_run_at_idle_priority() {
+    let setup = ServeSetup::new(Backends::Local, |config| {
+        config.server.post_store_workers = 2;
+    });
+    let server = setup.serve("idle").await;
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", server.child.id()));
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(&tasks).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if !comm.starts_with("post-store") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // Fields after the command name start at the 3rd; `policy` is the
+        // 41st (proc_pid_stat(5)).
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        let policy: u32 = rest.split_whitespace().nth(41 - 3).unwrap().parse().unwrap();
+        policies.push(policy);
+    }
+    const SCHED_IDLE: u32 = 5;
+    assert_eq!(policies, vec![SCHED_IDLE; 2], "{}", server.log());
+}

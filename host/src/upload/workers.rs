@@ -93,10 +93,38 @@ impl Waiters {
     }
 }
 
+/// Puts the calling thread below every other: Linux's `SCHED_IDLE` (it
+/// runs only when no other thread wants the CPU, stricter than nice 19,
+/// which still takes a slice of a busy core), else the lowest nice value.
+fn lowest_priority() {
+    use thread_priority::{ThreadPriority, set_current_thread_priority};
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        let idle = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+        match idle {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::debug!(error = ?err, "no SCHED_IDLE for a post-store thread; lowering its nice value")
+            }
+        }
+    }
+    if let Err(err) = set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(error = ?err, "cannot lower a post-store thread's priority");
+    }
+}
+
 /// Starts `workers` tasks taking jobs from the service's queue, on a
 /// runtime of their own with as many threads at the lowest scheduling
-/// priority: a thumbnail backlog takes only the CPU the request path
-/// leaves. None: a node that only takes uploads (with Redis, other nodes
+/// priority ([`lowest_priority`]): a thumbnail backlog takes only the CPU
+/// the request path leaves. None: a node that only takes uploads (with Redis, other nodes
 /// run its jobs).
 pub(super) fn spawn_workers(
     service: &Arc<UploadService>,
@@ -105,12 +133,7 @@ pub(super) fn spawn_workers(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .thread_name("post-store")
-        .on_thread_start(|| {
-            use thread_priority::{ThreadPriority, set_current_thread_priority};
-            if let Err(err) = set_current_thread_priority(ThreadPriority::Min) {
-                tracing::warn!(error = ?err, "cannot lower a post-store thread's priority");
-            }
-        })
+        .on_thread_start(lowest_priority)
         .enable_all()
         .build()
         .map_err(internal("starting the post-store runtime"))?;
