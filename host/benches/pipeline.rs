@@ -112,6 +112,7 @@ async fn load(base_url: String, body: &Bytes, clients: usize, duration: Duration
         content_type: "image/jpeg".into(),
         clients,
         duration,
+        max_requests: None,
     })
     .await
 }
@@ -148,6 +149,7 @@ async fn tus_server(body: &Bytes, clients: usize, duration: Duration) -> Option<
         content_type: "application/offset+octet-stream".into(),
         clients,
         duration,
+        max_requests: None,
     })
     .await;
     let _ = child.kill().await;

@@ -28,6 +28,9 @@ pub struct LoadSpec {
     pub clients: usize,
     /// How long to keep sending.
     pub duration: Duration,
+    /// Stop after this many requests in all (or at `duration`, whichever
+    /// comes first); `None`: only the duration counts.
+    pub max_requests: Option<u64>,
 }
 
 /// What came back.
@@ -61,14 +64,20 @@ pub async fn run(spec: &LoadSpec) -> LoadReport {
     let started = Instant::now();
     let deadline = started + spec.duration;
     let url = format!("{}{}", spec.base_url.trim_end_matches('/'), spec.path);
+    let sent_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tasks: Vec<_> = (0..spec.clients)
         .map(|_| {
             let http = http.clone();
             let url = url.clone();
             let spec = spec.clone();
+            let sent_so_far = std::sync::Arc::clone(&sent_so_far);
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < deadline {
+                    let n = sent_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if spec.max_requests.is_some_and(|max| n >= max) {
+                        break;
+                    }
                     let sent = Instant::now();
                     let mut request = http
                         .post(&url)
@@ -90,6 +99,11 @@ pub async fn run(spec: &LoadSpec) -> LoadReport {
                         Err(_) => 0,
                     };
                     samples.push((status, sent.elapsed()));
+                    if status == 0 {
+                        // Nobody listening (a restart): pause as a client
+                        // would, rather than spin through refusals.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
                 samples
             })
@@ -295,6 +309,7 @@ pub async fn run_scenario(
         content_type: "image/jpeg".into(),
         clients,
         duration,
+        max_requests: None,
     })
     .await;
     let commands_after = redis_commands(redis_url).await;
