@@ -29,11 +29,17 @@ fn airlock_in(dir: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Where these tests keep what outlives a run (build outputs, compiled
+/// components).
+fn cache() -> PathBuf {
+    std::env::var_os("AIRLOCK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("airlock-cache"))
+}
+
 /// [`airlock_in`]'s process output, stdout and stderr apart.
 fn airlock_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    let cache = std::env::var_os("AIRLOCK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("airlock-cache"));
+    let cache = cache();
     Command::new(compiler())
         .args(args)
         .current_dir(dir)
@@ -128,6 +134,10 @@ async fn round_trip(lang: &str, source: &str, from: &str, to: &str) {
         entry.name = "hello".into();
         entry.component = component.clone();
         config.plugins = vec![entry];
+        // The compiled component `plugin build` left in the CLI's cache: a
+        // JavaScript component takes 10-20 s of CPU to compile, too long
+        // for the harness's start-up wait on a busy machine.
+        config.runtime.compiled_cache_dir = Some(cache().join("authoring-xdg/airlock/compiled"));
     });
     let server = setup.serve("authoring").await;
     let response = reqwest::Client::new()

@@ -88,13 +88,13 @@ pub use bindings::{
     airlock::plugin::types::{Replacement, Verdict},
     exports::airlock::plugin::pre_store::Guest,
 };
+pub use cached::{SingleFlight, get_or_compute};
 #[cfg(feature = "json")]
 pub use cached::{get_json, set_json};
-pub use cached::{SingleFlight, get_or_compute};
 pub use content::{CHUNK_SIZE, ContentReader, read_all};
+pub use logging::install_panic_hook;
 #[doc(hidden)]
 pub use logging::write as __write;
-pub use logging::install_panic_hook;
 pub use metadata::Metadata;
 
 impl PluginError {
@@ -118,6 +118,7 @@ impl From<std::io::Error> for PluginError {
 /// host's log with its message instead of a bare `unreachable` trap.
 #[cfg(feature = "processor")]
 #[macro_export]
+#[rustfmt::skip] // rustfmt would pull the `with_types_in` line out of its block
 macro_rules! export {
     ($plugin:ty) => {
         const _: () = {
@@ -142,6 +143,7 @@ macro_rules! export {
 /// host's log with its message instead of a bare `unreachable` trap.
 #[cfg(all(feature = "extension", not(feature = "processor")))]
 #[macro_export]
+#[rustfmt::skip] // rustfmt would pull the `with_types_in` line out of its block
 macro_rules! export {
     ($plugin:ty) => {
         const _: () = {

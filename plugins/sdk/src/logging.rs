@@ -64,7 +64,10 @@ pub fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            write(crate::log::Level::Error, &format!("plugin panicked: {info}"));
+            write(
+                crate::log::Level::Error,
+                &format!("plugin panicked: {info}"),
+            );
         }));
     });
 }
