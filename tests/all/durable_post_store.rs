@@ -291,7 +291,12 @@ async fn post_store_threads_run_at_idle_priority() {
         // Fields after the command name start at the 3rd; `policy` is the
         // 41st (proc_pid_stat(5)).
         let (_, rest) = stat.rsplit_once(')').unwrap();
-        let policy: u32 = rest.split_whitespace().nth(41 - 3).unwrap().parse().unwrap();
+        let policy: u32 = rest
+            .split_whitespace()
+            .nth(41 - 3)
+            .unwrap()
+            .parse()
+            .unwrap();
         policies.push(policy);
     }
     const SCHED_IDLE: u32 = 5;
