@@ -70,6 +70,12 @@ pub mod bindings {
     });
 }
 
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+mod alloc;
 mod cached;
 mod content;
 mod logging;

@@ -42,36 +42,26 @@ fn parse_world(world: &str) -> Result<HookKind, String> {
 /// The WIT every project gets: the host's own.
 const WIT: &str = include_str!("../../../../wit/airlock.wit");
 
+/// A file of the SDK crate, by its path in the crate.
+macro_rules! sdk_file {
+    ($path:literal) => {
+        (
+            $path,
+            include_str!(concat!("../../../../plugins/sdk/", $path)),
+        )
+    };
+}
+
 /// The SDK as `vendor/airlock-plugin-sdk`: its manifest, sources and WIT.
 const SDK: &[(&str, &str)] = &[
-    (
-        "Cargo.toml",
-        include_str!("../../../../plugins/sdk/Cargo.toml"),
-    ),
-    (
-        "src/lib.rs",
-        include_str!("../../../../plugins/sdk/src/lib.rs"),
-    ),
-    (
-        "src/cached.rs",
-        include_str!("../../../../plugins/sdk/src/cached.rs"),
-    ),
-    (
-        "src/content.rs",
-        include_str!("../../../../plugins/sdk/src/content.rs"),
-    ),
-    (
-        "src/logging.rs",
-        include_str!("../../../../plugins/sdk/src/logging.rs"),
-    ),
-    (
-        "src/metadata.rs",
-        include_str!("../../../../plugins/sdk/src/metadata.rs"),
-    ),
-    (
-        "wit/airlock.wit",
-        include_str!("../../../../plugins/sdk/wit/airlock.wit"),
-    ),
+    sdk_file!("Cargo.toml"),
+    sdk_file!("src/lib.rs"),
+    sdk_file!("src/alloc.rs"),
+    sdk_file!("src/cached.rs"),
+    sdk_file!("src/content.rs"),
+    sdk_file!("src/logging.rs"),
+    sdk_file!("src/metadata.rs"),
+    sdk_file!("wit/airlock.wit"),
 ];
 
 macro_rules! template {
@@ -183,6 +173,10 @@ fn files(args: &NewArgs) -> Vec<(PathBuf, String)> {
         Lang::Rust => {
             files.push(("Cargo.toml".into(), fill(template!("rust/Cargo.toml"))));
             files.push((".gitignore".into(), template!("rust/gitignore").into()));
+            files.push((
+                ".cargo/config.toml".into(),
+                template!("rust/cargo-config.toml").into(),
+            ));
             let lib = match args.world {
                 HookKind::Processor => template!("rust/src/processor.rs"),
                 HookKind::Extension => template!("rust/src/extension.rs"),
