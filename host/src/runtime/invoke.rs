@@ -32,16 +32,26 @@ impl Plugin {
         let timeout = Duration::from_millis(self.budget.timeout_ms);
         // Declared before the store so the slot is released after the
         // store (and its pooled instance) is dropped.
-        let _slot = match tokio::time::timeout(timeout, self.slots.acquire()).await {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(tokio::sync::AcquireError { .. })) => {
+        // A free slot is taken at once, without a timer; only a full pool
+        // is waited for, up to the budget's timeout.
+        let _slot = match self.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(tokio::sync::TryAcquireError::Closed) => {
                 return self.not_run("the instance pool is closed", started);
             }
-            Err(_elapsed) => {
-                return self.not_run(
-                    "no free instance slot within its timeout (runtime.max_instances)",
-                    started,
-                );
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(timeout, self.slots.acquire()).await {
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(tokio::sync::AcquireError { .. })) => {
+                        return self.not_run("the instance pool is closed", started);
+                    }
+                    Err(_elapsed) => {
+                        return self.not_run(
+                            "no free instance slot within its timeout (runtime.max_instances)",
+                            started,
+                        );
+                    }
+                }
             }
         };
         let size = content.size();
