@@ -156,8 +156,9 @@ pub(super) async fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The fixtures in `dir` (every file but the `.toml`s), each with its
-/// expectation; a fixture without one is an error, not a skipped case.
+/// The fixtures in `dir` (every file but the `.toml`s and hidden files),
+/// each with its expectation; a fixture without one is an error, not a
+/// skipped case.
 fn fixtures(dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
@@ -166,7 +167,10 @@ fn fixtures(dir: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
         let path = entry
             .with_context(|| format!("cannot read {}", dir.display()))?
             .path();
-        if !path.is_file() || path.extension().is_some_and(|e| e == "toml") {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden || !path.is_file() || path.extension().is_some_and(|e| e == "toml") {
             continue;
         }
         let mut expect = path.clone().into_os_string();
