@@ -4,7 +4,6 @@
 //! sharing a stream finish each other's jobs, including the one a killed
 //! node was running.
 
-use std::process::Command;
 use std::time::Duration;
 
 use airlock::config::Config;
@@ -144,15 +143,7 @@ async fn thumbnails_queued_at_a_sigterm_are_made_after_the_restart() {
     let mut server = setup.serve("before").await;
     let ids = upload_photos(&server, 12).await;
     assert!(pending(&server, &ids).await > 0, "nothing left to test");
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(&pid)
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.terminate();
     let status = server.wait_exit(Duration::from_secs(30)).await.unwrap();
     assert!(status.success(), "{status}:\n{}", server.log());
 

@@ -448,13 +448,7 @@ async fn sigterm_drains_in_flight_uploads() {
     wait_for_growing_part(&tmp(&setup), 128 << 10).await;
     assert!(!upload.is_finished(), "the upload finished too early");
 
-    let pid = server.child.id().to_string();
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(&pid)
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -TERM {pid}");
+    server.terminate();
     let termed = Instant::now();
 
     // New connections are refused while the upload is still being drained.
@@ -536,15 +530,7 @@ async fn a_stalled_client_cannot_hold_shutdown_past_the_grace_period() {
     })
     .await;
     assert!(receiving.is_some(), "the upload never reached the server");
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(&pid)
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.terminate();
     let termed = Instant::now();
     let exit = server.wait_exit(GRACE + Duration::from_secs(4)).await;
     let Some(exit) = exit else {
