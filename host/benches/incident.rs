@@ -16,6 +16,9 @@ use std::time::Duration;
 #[path = "../../tests/loadgen/mod.rs"]
 mod loadgen;
 
+mod support;
+use support::env_or;
+
 use bytes::Bytes;
 use loadgen::{Scenario, ScenarioReport, run_scenario};
 
@@ -40,13 +43,6 @@ fn jpeg_of_at_least(target: usize) -> Bytes {
         }
         side += 32;
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 #[path = "../../tests/loadgen/mod.rs"]
 mod loadgen;
 
+mod support;
+use support::{env_or, repo, walk};
+
 use airlock::admin::ConfigSource;
 use airlock::app::App;
 use airlock::config::Config;
@@ -43,19 +46,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use loadgen::{LoadReport, LoadSpec};
 use sha2::{Digest, Sha256};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
 
 /// Writes `bytes` to `dest` through a synced temp file in `dir`, then syncs
 /// the directory: what Airlock's local store does for every object.
@@ -208,19 +198,6 @@ async fn airlock(
     let _ = stop.send(());
     let _ = server.await;
     (report, drained)
-}
-
-fn walk(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
 }
 
 async fn bare(body: &Bytes, clients: usize, duration: Duration) -> LoadReport {

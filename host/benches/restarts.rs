@@ -20,13 +20,16 @@
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
 #[path = "../../tests/loadgen/mod.rs"]
 mod loadgen;
+
+mod support;
+use support::{env_or, repo, walk};
 
 use airlock::config::Config;
 use bytes::Bytes;
@@ -36,19 +39,6 @@ use loadgen::{LoadReport, LoadSpec};
 const LOAD_LIMIT: Duration = Duration::from_secs(300);
 /// How long after the load the thumbnails may take before the run gives up.
 const DRAIN_LIMIT: Duration = Duration::from_secs(300);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-}
 
 /// `airlock serve` on `config`, its log in `log`.
 fn spawn(config: &Path, listen: SocketAddr, log: &Path) -> Child {
@@ -144,19 +134,6 @@ fn tally(uploads: &Path) -> Tally {
     t
 }
 
-fn walk(dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 struct Run {
     load: LoadReport,
     /// Time from the end of the load until no record was pending.
@@ -205,9 +182,10 @@ async fn run(signal: Option<&str>, body: &Bytes, clients: usize, uploads: u64) -
     let mut away = None;
     let uploads_dir = config.storage.path.join("uploads");
     if let Some(signal) = signal {
-        // Mid-load: once half the uploads have their record.
+        // Mid-load: once half the uploads have their record (a walk of
+        // the store, so not too often: it takes CPU from the server).
         while walk(&uploads_dir, "record.json").len() < (uploads / 2) as usize {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let sent = Instant::now();
         signal_child(&child, signal);
