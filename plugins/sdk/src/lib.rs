@@ -124,22 +124,9 @@ impl From<std::io::Error> for PluginError {
 /// host's log with its message instead of a bare `unreachable` trap.
 #[cfg(feature = "processor")]
 #[macro_export]
-#[rustfmt::skip] // rustfmt would pull the `with_types_in` line out of its block
 macro_rules! export {
     ($plugin:ty) => {
-        const _: () = {
-            struct AirlockExport;
-            impl $crate::Guest for AirlockExport {
-                fn process(
-                    upload: $crate::Upload,
-                    content: &$crate::Content,
-                ) -> ::core::result::Result<$crate::Verdict, $crate::PluginError> {
-                    $crate::install_panic_hook();
-                    <$plugin as $crate::Guest>::process(upload, content)
-                }
-            }
-            $crate::bindings::export_bindings!(AirlockExport with_types_in $crate::bindings);
-        };
+        $crate::__export_hook!($plugin, process, $crate::Verdict);
     };
 }
 
@@ -149,19 +136,27 @@ macro_rules! export {
 /// host's log with its message instead of a bare `unreachable` trap.
 #[cfg(all(feature = "extension", not(feature = "processor")))]
 #[macro_export]
-#[rustfmt::skip] // rustfmt would pull the `with_types_in` line out of its block
 macro_rules! export {
     ($plugin:ty) => {
+        $crate::__export_hook!($plugin, on_stored, ::std::vec::Vec<$crate::Derived>);
+    };
+}
+
+/// [`export!`] for the world's hook `$method`, whose success is `$output`.
+#[doc(hidden)]
+#[macro_export]
+#[rustfmt::skip] // rustfmt would pull the `with_types_in` line out of its block
+macro_rules! __export_hook {
+    ($plugin:ty, $method:ident, $output:ty) => {
         const _: () = {
             struct AirlockExport;
             impl $crate::Guest for AirlockExport {
-                fn on_stored(
+                fn $method(
                     upload: $crate::Upload,
                     content: &$crate::Content,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Derived>, $crate::PluginError>
-                {
+                ) -> ::core::result::Result<$output, $crate::PluginError> {
                     $crate::install_panic_hook();
-                    <$plugin as $crate::Guest>::on_stored(upload, content)
+                    <$plugin as $crate::Guest>::$method(upload, content)
                 }
             }
             $crate::bindings::export_bindings!(AirlockExport with_types_in $crate::bindings);
