@@ -248,6 +248,16 @@ async fn mistakes_are_named() {
 #[tokio::test]
 async fn the_javascript_example_plugin_passes_its_fixtures() {
     let project = root().join("plugins/filename-policy-js");
+    // It is laid out as `plugin new --lang js` makes a project: the same
+    // build script.
+    let script = std::fs::read_to_string(project.join("build.mjs")).unwrap();
+    let template =
+        std::fs::read_to_string(root().join("host/templates/plugin/js/build.mjs")).unwrap();
+    assert!(
+        script == template,
+        "plugins/filename-policy-js/build.mjs differs from the template: \
+         cp host/templates/plugin/js/build.mjs plugins/filename-policy-js/"
+    );
     let (code, out) = airlock_in(&project, &["plugin", "build"]);
     assert_eq!(code, 0, "{out}");
     let (passed, failed, report) = test_json(&project);

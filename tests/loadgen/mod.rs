@@ -100,8 +100,9 @@ pub async fn run(spec: &LoadSpec) -> LoadReport {
                     };
                     samples.push((status, sent.elapsed()));
                     if status == 0 {
-                        // Nobody listening (a restart): pause as a client
-                        // would, rather than spin through refusals.
+                        // Nobody listening (a restart): the client's pace,
+                        // not a wait for an event: a real client backs off
+                        // rather than spin through refusals.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
