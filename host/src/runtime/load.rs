@@ -73,6 +73,14 @@ pub enum HookKind {
 }
 
 impl HookKind {
+    /// Both hooks.
+    pub const ALL: [HookKind; 2] = [HookKind::Processor, HookKind::Extension];
+
+    /// The hook of the WIT world `name`.
+    pub fn from_world(name: &str) -> Option<HookKind> {
+        Self::ALL.into_iter().find(|hook| hook.world() == name)
+    }
+
     /// The WIT world name.
     pub fn world(self) -> &'static str {
         match self {

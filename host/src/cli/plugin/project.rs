@@ -95,10 +95,13 @@ fn rust_manifest(path: &Path) -> anyhow::Result<(String, HookKind)> {
                 path.display()
             )
         })?;
-    let has = |f: &str| features.iter().any(|v| v.as_str() == Some(f));
-    let world = match (has("processor"), has("extension")) {
-        (true, false) => HookKind::Processor,
-        (false, true) => HookKind::Extension,
+    let mut worlds: Vec<HookKind> = features
+        .iter()
+        .filter_map(|f| f.as_str().and_then(HookKind::from_world))
+        .collect();
+    worlds.dedup();
+    let world = match worlds[..] {
+        [world] => world,
         _ => bail!(
             "{}: airlock-plugin-sdk needs exactly one of the features \"processor\" and \"extension\"",
             path.display()
@@ -116,10 +119,12 @@ fn js_manifest(path: &Path) -> anyhow::Result<(String, HookKind)> {
     let name = manifest["name"]
         .as_str()
         .with_context(|| format!("{} has no \"name\"", path.display()))?;
-    let world = match manifest["airlock"]["world"].as_str() {
-        Some("processor") => HookKind::Processor,
-        Some("extension") => HookKind::Extension,
-        _ => bail!(
+    let world = match manifest["airlock"]["world"]
+        .as_str()
+        .and_then(HookKind::from_world)
+    {
+        Some(world) => world,
+        None => bail!(
             "{} needs \"airlock\": {{ \"world\": \"processor\" }} (or \"extension\")",
             path.display()
         ),

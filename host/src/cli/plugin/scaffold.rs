@@ -30,13 +30,8 @@ pub struct NewArgs {
 }
 
 fn parse_world(world: &str) -> Result<HookKind, String> {
-    match world {
-        "processor" => Ok(HookKind::Processor),
-        "extension" => Ok(HookKind::Extension),
-        other => Err(format!(
-            "unknown world '{other}': expected processor or extension"
-        )),
-    }
+    HookKind::from_world(world)
+        .ok_or_else(|| format!("unknown world '{world}': expected processor or extension"))
 }
 
 /// The WIT every project gets: the host's own.
