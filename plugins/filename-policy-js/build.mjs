@@ -9,6 +9,10 @@
 // versioned names ('airlock:plugin/log@0.1.2'), so the sources import
 // 'airlock:plugin/<interface>' and this script adds the WIT's version to a
 // copy of src/.
+//
+// package.json lists @bytecodealliance/preview2-shim itself: componentize-js
+// 0.23 imports it but declares it only as a dev dependency, so `npm ci` from
+// a lock file would leave it out.
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
