@@ -12,9 +12,14 @@ use airlock::runtime::{
 };
 use bytes::Bytes;
 
-/// The checkout's root.
+/// The checkout's root. Read when the test runs (cargo sets it): checkouts
+/// share one target dir, and cargo may run a test binary another checkout
+/// built, whose compile-time `CARGO_MANIFEST_DIR` names that checkout.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..")
 }
 
 /// A test fixture file.
