@@ -235,6 +235,13 @@ pub fn child_main(spec: &str) -> ExitCode {
         eprintln!("airlock {SUBCOMMAND}: cannot set resource limits: {e}");
         return ExitCode::FAILURE;
     }
+    // Compiling is background work (at start, on reload): below the
+    // request path on a busy machine. The compiler's threads inherit it.
+    if let Err(e) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        eprintln!("airlock {SUBCOMMAND}: cannot lower the compiler's priority: {e:?}");
+    }
     let mut input = Vec::new();
     let read = std::io::stdin()
         .lock()

@@ -112,8 +112,11 @@ impl Default for RuntimeConfig {
             max_memories_per_component: 4,
             max_tables_per_component: 16,
             compile_memory_bytes: 1 << 30,
-            compile_cpu_seconds: 50,
-            compile_timeout_ms: 25_000,
+            // A JavaScript plugin carries its engine (12 MB of wasm):
+            // ~35 CPU-seconds of Cranelift here, and more wall time on a
+            // loaded machine.
+            compile_cpu_seconds: 120,
+            compile_timeout_ms: 120_000,
             compiler_program: None,
             component_limits: ComponentLimits::default(),
             memory_keep_resident_bytes: 2 << 20,
