@@ -257,6 +257,19 @@ fn main() {
         .retain(|p| p.hook == airlock::runtime::HookKind::Processor);
     let mut none = defaults.clone();
     none.plugins.clear();
+    // AIRLOCK_BENCH_ONLY=b or =c runs one server alone (to profile it).
+    let only = std::env::var("AIRLOCK_BENCH_ONLY").ok();
+    match only.as_deref() {
+        Some("b") => {
+            let (without, _) = runtime.block_on(airlock(none, &body, clients, duration));
+            return line("(b) airlock, no plugins", &without);
+        }
+        Some("c") => {
+            let floor = runtime.block_on(bare(&body, clients, duration));
+            return line("(c) bare axum, same storage work", &floor);
+        }
+        _ => {}
+    }
     runtime.block_on(async {
         let (with, drained) = airlock(defaults, &body, clients, duration).await;
         let (processing, _) = airlock(processors, &body, clients, duration).await;

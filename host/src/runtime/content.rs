@@ -89,3 +89,82 @@ impl ContentSource for Bytes {
         Ok(self.slice(start..end))
     }
 }
+
+/// Content held in memory as the pieces it arrived in (a small upload's
+/// body), read without joining them unless a read spans two.
+pub struct ChunkedContent {
+    chunks: Vec<Bytes>,
+    size: u64,
+}
+
+impl ChunkedContent {
+    /// The concatenation of `chunks`.
+    pub fn new(chunks: Vec<Bytes>) -> Self {
+        let size = chunks.iter().map(|c| c.len() as u64).sum();
+        Self { chunks, size }
+    }
+}
+
+#[async_trait]
+impl ContentSource for ChunkedContent {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let len = readable(self.size, offset, len);
+        let mut skip = offset;
+        let mut parts = Vec::new();
+        let mut want = len;
+        for chunk in &self.chunks {
+            if want == 0 {
+                break;
+            }
+            let chunk_len = chunk.len() as u64;
+            if skip >= chunk_len {
+                skip -= chunk_len;
+                continue;
+            }
+            // `skip` < the chunk's length, so it fits in usize.
+            let start = usize::try_from(skip).unwrap_or(usize::MAX);
+            let take = (chunk.len() - start).min(want);
+            parts.push(chunk.slice(start..start + take));
+            want -= take;
+            skip = 0;
+        }
+        Ok(crate::storage::join(&parts))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunked_content_reads_like_the_joined_bytes() {
+        let whole: Vec<u8> = (0..=255).collect();
+        let chunks = vec![
+            Bytes::copy_from_slice(&whole[..10]),
+            Bytes::new(),
+            Bytes::copy_from_slice(&whole[10..100]),
+            Bytes::copy_from_slice(&whole[100..]),
+        ];
+        let content = ChunkedContent::new(chunks);
+        assert_eq!(content.size(), 256);
+        for (offset, len) in [
+            (0, 5),
+            (5, 10),
+            (8, 200),
+            (99, 2),
+            (250, 100),
+            (256, 1),
+            (300, 4),
+        ] {
+            let got = content.read_at(offset, len).await.unwrap();
+            let start = (offset as usize).min(256);
+            let end = (start + len).min(256);
+            assert_eq!(got, &whole[start..end], "read_at({offset}, {len})");
+        }
+    }
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use self::content::{ContentSource, FileContent, readable};
+pub use self::content::{ChunkedContent, ContentSource, FileContent, readable};
 pub use self::hooks::UploadInfo;
 use self::host::HostState;
 pub use self::host::{CacheOps, ContentHandle, Usage};

@@ -7,7 +7,7 @@
 //! that opens after the rename reads the new one.
 
 use std::fs::{self, File};
-use std::io::{self, SeekFrom, Write};
+use std::io::{self, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +85,15 @@ impl BlobStore for LocalStore {
         &self,
         key: &str,
         bytes: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        self.put_chunks(key, vec![bytes], content_type).await
+    }
+
+    async fn put_chunks(
+        &self,
+        key: &str,
+        chunks: Vec<Bytes>,
         _content_type: &str,
     ) -> Result<(), StorageError> {
         let dest = self.path_of(key)?;
@@ -94,7 +103,7 @@ impl BlobStore for LocalStore {
                 let mut tmp = tempfile::Builder::new()
                     .prefix(TEMP_PREFIX)
                     .tempfile_in(dir)?;
-                tmp.write_all(&bytes)?;
+                super::write_chunks(tmp.as_file_mut(), &chunks)?;
                 tmp.as_file().sync_all()?;
                 // On failure the temporary file is removed when `tmp` drops.
                 tmp.persist(&dest).map_err(|e| e.error)?;

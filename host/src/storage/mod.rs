@@ -101,6 +101,38 @@ impl StorageError {
     }
 }
 
+/// `chunks` as one buffer (without a copy when there is one chunk).
+pub fn join(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut joined = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+            for chunk in many {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    }
+}
+
+/// Writes every byte of `chunks` to `file` with `writev`, without joining
+/// them first.
+pub fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Where uploads live. Every write is durable when it returns: a reader on
 /// any node sees all of it or nothing.
 #[async_trait]
@@ -123,6 +155,17 @@ pub trait BlobStore: Send + Sync + 'static {
         bytes: Bytes,
         content_type: &str,
     ) -> Result<(), StorageError>;
+    /// Stores the concatenation of `chunks` under `key` (a body received in
+    /// pieces). By default joined and stored as [`Self::put_bytes`]; the
+    /// local store writes them as they are, without the copy.
+    async fn put_chunks(
+        &self,
+        key: &str,
+        chunks: Vec<Bytes>,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        self.put_bytes(key, join(&chunks), content_type).await
+    }
     /// Reads `key`, or the byte `range` of it (end exclusive, clamped to the
     /// object's size).
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Object, StorageError>;

@@ -4,20 +4,20 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use super::error::{BoxError, internal};
 use super::names::sanitize_filename;
+use super::spool::{Spool, Spooled};
 use super::{Admission, PluginSet, SkippedPlugin, UploadError, UploadRecord, UploadService, keys};
 use crate::auth::Client;
-use crate::runtime::{ContentSource, FileContent, UploadInfo, Verdict};
+use crate::runtime::{ChunkedContent, ContentSource, FileContent, UploadInfo, Verdict};
 use crate::text::chain;
 use crate::text::essence;
 
@@ -45,6 +45,9 @@ pub(super) struct Arrival {
 
 /// Where the bytes of an [`Arrival`] are.
 pub(super) enum Place {
+    /// In memory (a small body, as it arrived), written to storage on
+    /// commit.
+    Memory(Vec<Bytes>),
     /// In a temp file of this node, moved or copied to storage on commit.
     Temp(tempfile::TempPath),
     /// At the upload's content key already (removed if the upload fails).
@@ -79,14 +82,24 @@ impl UploadService {
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         tracing::Span::current().record("id", id.as_str());
-        let temp = self.tmp_dir.join(format!("{id}.part"));
-        let temp =
-            tempfile::TempPath::try_from_path(temp).map_err(internal("naming a temp file"))?;
-        let (size, sha256) = self
-            .receive(admission, body, &temp, client.max_body_bytes)
+        let (size, sha256, spooled) = self
+            .receive(
+                admission,
+                body,
+                self.tmp_dir.join(format!("{id}.part")),
+                client.max_body_bytes,
+            )
             .await?;
-        let file: Arc<dyn ContentSource> =
-            Arc::new(FileContent::open(&temp).map_err(internal("opening the received file"))?);
+        let (content, place): (Arc<dyn ContentSource>, _) = match spooled {
+            Spooled::Memory(chunks) => (
+                Arc::new(ChunkedContent::new(chunks.clone())),
+                Place::Memory(chunks),
+            ),
+            Spooled::File(temp) => (
+                Arc::new(FileContent::open(&temp).map_err(internal("opening the received file"))?),
+                Place::Temp(temp),
+            ),
+        };
         self.accept(
             client,
             Arrival {
@@ -95,8 +108,8 @@ impl UploadService {
                 content_type,
                 size,
                 sha256,
-                content: file,
-                place: Place::Temp(temp),
+                content,
+                place,
             },
         )
         .await
@@ -165,6 +178,12 @@ impl UploadService {
                     .put_bytes(&content_key, bytes, &upload.content_type)
                     .await?;
                 (len, digest)
+            }
+            (None, Place::Memory(chunks)) => {
+                self.store
+                    .put_chunks(&content_key, chunks, &upload.content_type)
+                    .await?;
+                (size, sha256)
             }
             (None, Place::Temp(temp)) => {
                 self.store
@@ -268,16 +287,14 @@ impl UploadService {
         &self,
         admission: &Admission,
         mut body: S,
-        path: &Path,
+        path: PathBuf,
         limit: u64,
-    ) -> Result<(u64, String), UploadError>
+    ) -> Result<(u64, String, Spooled), UploadError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<BoxError>,
     {
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(internal("creating a temp file"))?;
+        let mut spool = Spool::new(path);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = admission.body_read(body.next()).await? {
@@ -288,14 +305,16 @@ impl UploadService {
             }
             self.metrics.bytes_in(chunk.len() as u64);
             hasher.update(&chunk);
-            file.write_all(&chunk)
+            spool
+                .push(chunk)
                 .await
                 .map_err(internal("writing a temp file"))?;
         }
-        file.flush()
+        let spooled = spool
+            .finish()
             .await
             .map_err(internal("writing a temp file"))?;
-        Ok((size, hex::encode(hasher.finalize())))
+        Ok((size, hex::encode(hasher.finalize()), spooled))
     }
 }
 

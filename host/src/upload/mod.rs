@@ -9,6 +9,7 @@ mod names;
 mod plugins;
 mod post_store;
 mod record;
+mod spool;
 mod stored;
 mod sweep;
 mod workers;
