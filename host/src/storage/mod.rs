@@ -120,7 +120,13 @@ pub fn join(chunks: &[Bytes]) -> Bytes {
 /// them first.
 pub fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
+    // Empty chunks are left out: a write of nothing but them returns 0,
+    // which would read as a disk that takes no more.
+    let mut slices: Vec<IoSlice<'_>> = chunks
+        .iter()
+        .filter(|chunk| !chunk.is_empty())
+        .map(|chunk| IoSlice::new(chunk))
+        .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {
