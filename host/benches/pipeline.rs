@@ -17,7 +17,7 @@
 //!   scripts/build-plugins.sh && cargo bench -p airlock --bench pipeline
 //!
 //! Env: AIRLOCK_BENCH_SECONDS (default 10 per server), AIRLOCK_BENCH_CLIENTS
-//! (32).
+//! (32), AIRLOCK_BENCH_ONLY (`b` or `c`: that server alone, to profile it).
 
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
 
@@ -257,7 +257,6 @@ fn main() {
         .retain(|p| p.hook == airlock::runtime::HookKind::Processor);
     let mut none = defaults.clone();
     none.plugins.clear();
-    // AIRLOCK_BENCH_ONLY=b or =c runs one server alone (to profile it).
     let only = std::env::var("AIRLOCK_BENCH_ONLY").ok();
     match only.as_deref() {
         Some("b") => {
