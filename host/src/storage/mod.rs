@@ -101,21 +101,6 @@ impl StorageError {
     }
 }
 
-/// `chunks` as one buffer (without a copy when there is one chunk).
-pub fn join(chunks: &[Bytes]) -> Bytes {
-    match chunks {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut joined = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for chunk in many {
-                joined.extend_from_slice(chunk);
-            }
-            joined.freeze()
-        }
-    }
-}
-
 /// Writes every byte of `chunks` to `file` with `writev`, without joining
 /// them first.
 pub fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
@@ -170,7 +155,8 @@ pub trait BlobStore: Send + Sync + 'static {
         chunks: Vec<Bytes>,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        self.put_bytes(key, join(&chunks), content_type).await
+        self.put_bytes(key, Bytes::from(chunks.concat()), content_type)
+            .await
     }
     /// Reads `key`, or the byte `range` of it (end exclusive, clamped to the
     /// object's size).
