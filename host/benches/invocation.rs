@@ -122,6 +122,71 @@ fn floor_empty_component(c: &mut Criterion) {
     group.finish();
 }
 
+/// Where floor (a) parts from floor (b): the same empty-store
+/// instantiation as (b), each time with one thing more that the `trivial`
+/// component has — a pooled table (the main module's), a second core
+/// instance with its own table (wit-component's shim, filled by an active
+/// element segment), and a 2 MiB memory of which three pages are written
+/// (stack top, data, heap start: what the trivial plugin leaves dirty).
+/// Each table and each written page is reset when the store drops
+/// (a `PAGEMAP_SCAN` per table and memory, then a copy per page).
+fn floor_parts(c: &mut Criterion) {
+    let config = RuntimeConfig::default();
+    let engine =
+        wasmtime::Engine::new(&airlock::runtime::engine_config(&config, true)).expect("engine");
+    let linker = wasmtime::component::Linker::<()>::new(&engine);
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let written = |pages: u32| {
+        format!(
+            r#"(component
+                (core module $m (memory (export "memory") {pages})
+                  (func $s (i32.store (i32.const 1048568) (i32.const 1))
+                           (i32.store (i32.const 1048576) (i32.const 1))
+                           (i32.store (i32.const 1118576) (i32.const 1)))
+                  (start $s))
+                (core instance (instantiate $m)))"#
+        )
+    };
+    let parts = [
+        (
+            "part_table",
+            r#"(component
+                (core module $m (memory (export "memory") 1)
+                  (table 25 25 funcref) (func $f) (elem (i32.const 1) func $f $f $f))
+                (core instance (instantiate $m)))"#
+                .to_string(),
+        ),
+        (
+            "part_two_instances_two_tables",
+            r#"(component
+                (core module $m (memory (export "memory") 1)
+                  (table 25 25 funcref) (func $f) (elem (i32.const 1) func $f $f $f))
+                (core module $shim (table 2 2 funcref) (func $f) (elem (i32.const 0) func $f $f))
+                (core instance (instantiate $m))
+                (core instance (instantiate $shim)))"#
+                .to_string(),
+        ),
+        ("part_3_written_pages_of_2mib", written(32)),
+        ("part_3_written_pages_of_1_1mib", written(18)),
+    ];
+    let mut group = c.benchmark_group("invoke_trivial");
+    for (name, wat) in parts {
+        let component = wasmtime::component::Component::new(&engine, wat).expect(name);
+        let pre = linker.instantiate_pre(&component).expect("instance pre");
+        group.bench_function(name, |b| {
+            b.to_async(&tokio).iter(|| async {
+                let mut store = wasmtime::Store::new(&engine, ());
+                store.set_fuel(1_000_000).expect("fuel");
+                store.set_epoch_deadline(1);
+                pre.instantiate_async(&mut store)
+                    .await
+                    .expect("instantiate");
+            });
+        });
+    }
+    group.finish();
+}
+
 // The WIT types the floor's no-op host and its call need, derived here so
 // that the floor uses nothing of Airlock's host.
 #[allow(
@@ -380,6 +445,7 @@ criterion_group!(
     invocation,
     floor_noop_host,
     floor_empty_component,
+    floor_parts,
     fuel_cost
 );
 criterion_main!(benches);
