@@ -256,10 +256,12 @@ fn copy_into_place(src: &Path, dir: &Path, dest: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `write` (which creates `dest` in its parent directory) after making
-/// sure the directory exists, then fsyncs the directory. A concurrent
-/// `delete` may remove an empty directory between the two; the write is
-/// then retried with the directory recreated.
+/// Runs `write` (which creates `dest` in its parent directory), creating
+/// the directory when it is missing, then fsyncs the directory. Most writes
+/// go to a directory that exists (a record beside its content), so the
+/// write is tried first: no `stat` before it. A concurrent `delete` may
+/// remove an empty directory between creating it and writing into it; the
+/// write is then retried with the directory recreated.
 fn with_dir_retry(
     root: &Path,
     dest: &Path,
@@ -269,50 +271,47 @@ fn with_dir_retry(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        match write(dir) {
+            Ok(()) => break,
+            // No directory (new, or just removed by a delete: it may be
+            // back already, made by another writer). (A missing source is
+            // refused before this.)
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {}
+            Err(e) => return Err(io_error("writing", dest, e)),
+        }
         // Creating the directory races with deletes too: a parent created
         // (or found) a moment ago may be gone before its child is made.
         match ensure_dir(root, dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {
-                continue;
-            }
-            Err(e) => return Err(io_error("creating", dir, e)),
-        }
-        match write(dir) {
-            Ok(()) => break,
-            // The directory went (and may be back already, made by another
-            // writer): try again. (A missing source is refused before this.)
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < DIR_RACE_ATTEMPTS => {}
-            Err(e) => return Err(io_error("writing", dest, e)),
+            Err(e) => return Err(io_error("creating", dir, e)),
         }
     }
     sync_dir(dir).map_err(|e| io_error("syncing", dir, e))
 }
 
 /// Creates `dir` (inside `root`) and its missing parents, fsyncing the parent
-/// of each directory created so that the new entries are durable too.
+/// of each directory created so that the new entries are durable too. Each
+/// level is created first and looked at only when that fails: no `stat`s.
 fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut missing = Vec::new();
-    let mut current = dir;
-    while current != root && !current.is_dir() {
-        missing.push(current);
-        match current.parent() {
-            Some(parent) => current = parent,
-            None => break,
+    let create = |dir: &Path| match fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    };
+    let created = match create(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir != root => {
+            // `root` itself is never created here: the store made it.
+            let Some(parent) = dir.parent() else {
+                return Err(e);
+            };
+            ensure_dir(root, parent)?;
+            create(dir)?
         }
-    }
-    for created in missing.iter().rev() {
-        match fs::create_dir(created) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-        if let Some(parent) = created.parent() {
-            sync_dir(parent)?;
-        }
+        other => other?,
+    };
+    if created && let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
     }
     Ok(())
 }
