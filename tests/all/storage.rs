@@ -682,6 +682,23 @@ mod local_disk {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
+
+    #[tokio::test]
+    async fn a_root_that_went_fails_writes_and_is_not_made_again() {
+        let (dir, store) = local_store().await;
+        put(&store, "kept/one", "1").await;
+        // As an unmounted volume: the store's root is gone.
+        let root = dir.path().join("blobs");
+        std::fs::remove_dir_all(&root).expect("remove the root");
+        for key in ["top", "deep/er/key"] {
+            let written = store.put_bytes(key, Bytes::from_static(b"x"), BINARY).await;
+            assert!(
+                matches!(written, Err(StorageError::Unavailable { .. })),
+                "writing {key} under a missing root: {written:?}"
+            );
+        }
+        assert!(!root.exists(), "the store made its root again");
+    }
 }
 
 // ---------------------------------------------------------------- S3 only

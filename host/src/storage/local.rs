@@ -299,9 +299,14 @@ fn ensure_dir(root: &Path, dir: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     };
+    // `root` itself is never made here: the store made it when it opened,
+    // and a root that went (an unmounted volume) must fail the write, not
+    // be made again on whatever filesystem is below it.
+    if dir == root {
+        return Ok(());
+    }
     let created = match create(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && dir != root => {
-            // `root` itself is never created here: the store made it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let Some(parent) = dir.parent() else {
                 return Err(e);
             };
