@@ -113,10 +113,13 @@ impl Default for RuntimeConfig {
             max_tables_per_component: 16,
             compile_memory_bytes: 1 << 30,
             // A JavaScript plugin carries its engine (12 MB of wasm):
-            // ~35 CPU-seconds of Cranelift here, and more wall time on a
-            // loaded machine.
+            // ~35 CPU-seconds of Cranelift here. The CPU limit bounds the
+            // work; the wall clock is only the backstop, with room for a
+            // busy machine, where the jail (at the lowest priority) gets
+            // what is left: 120 s of wall refused a JS plugin whose compile
+            // shared two cores with a cargo build.
             compile_cpu_seconds: 120,
-            compile_timeout_ms: 120_000,
+            compile_timeout_ms: 600_000,
             compiler_program: None,
             component_limits: ComponentLimits::default(),
             memory_keep_resident_bytes: 2 << 20,
