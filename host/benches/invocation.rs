@@ -91,46 +91,18 @@ fn invocation(c: &mut Criterion) {
     group.finish();
 }
 
-/// The floor beside `invoke_trivial`: a fresh store and the instantiation
+/// Floor (b), beside `invoke_trivial`: a fresh store and the instantiation
 /// of an empty component with one memory page, from an `InstancePre`, on
-/// an engine with the service's settings (pooling, fuel, epochs).
-fn floor_empty_component(c: &mut Criterion) {
-    let config = RuntimeConfig::default();
-    let engine =
-        wasmtime::Engine::new(&airlock::runtime::engine_config(&config, true)).expect("engine");
-    let component = wasmtime::component::Component::new(
-        &engine,
-        r#"(component
-            (core module $m (memory (export "memory") 1))
-            (core instance (instantiate $m)))"#,
-    )
-    .expect("empty component");
-    let linker = wasmtime::component::Linker::<()>::new(&engine);
-    let pre = linker.instantiate_pre(&component).expect("instance pre");
-    let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    let mut group = c.benchmark_group("invoke_trivial");
-    group.bench_function("floor_empty_component", |b| {
-        b.to_async(&tokio).iter(|| async {
-            let mut store = wasmtime::Store::new(&engine, ());
-            store.set_fuel(1_000_000).expect("fuel");
-            store.set_epoch_deadline(1);
-            pre.instantiate_async(&mut store)
-                .await
-                .expect("instantiate");
-        });
-    });
-    group.finish();
-}
-
-/// Where floor (a) parts from floor (b): the same empty-store
-/// instantiation as (b), each time with one thing more that the `trivial`
-/// component has — a pooled table (the main module's), a second core
-/// instance with its own table (wit-component's shim, filled by an active
-/// element segment), and a 2 MiB memory of which three pages are written
-/// (stack top, data, heap start: what the trivial plugin leaves dirty).
+/// an engine with the service's settings (pooling, fuel, epochs). Then
+/// where floor (a) parts from it: the same, each time with one thing more
+/// that the `trivial` component has — a pooled table (the main module's),
+/// a second core instance with its own table (wit-component's shim, filled
+/// by an active element segment), and a 2 MiB memory of which three pages
+/// are written (stack top, data, heap start: what the trivial plugin
+/// leaves dirty).
 /// Each table and each written page is reset when the store drops
 /// (a `PAGEMAP_SCAN` per table and memory, then a copy per page).
-fn floor_parts(c: &mut Criterion) {
+fn floor_empty_component_and_parts(c: &mut Criterion) {
     let config = RuntimeConfig::default();
     let engine =
         wasmtime::Engine::new(&airlock::runtime::engine_config(&config, true)).expect("engine");
@@ -148,6 +120,13 @@ fn floor_parts(c: &mut Criterion) {
         )
     };
     let parts = [
+        (
+            "floor_empty_component",
+            r#"(component
+                (core module $m (memory (export "memory") 1))
+                (core instance (instantiate $m)))"#
+                .to_string(),
+        ),
         (
             "part_table",
             r#"(component
@@ -444,8 +423,7 @@ criterion_group!(
     benches,
     invocation,
     floor_noop_host,
-    floor_empty_component,
-    floor_parts,
+    floor_empty_component_and_parts,
     fuel_cost
 );
 criterion_main!(benches);
