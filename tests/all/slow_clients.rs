@@ -75,11 +75,11 @@ fn upload_head(key: &str, len: usize) -> String {
     )
 }
 
-/// An upload that sends its head and `sent` of `len` body bytes, then
-/// nothing.
 /// The metric of upload body bytes the server has read.
 const BYTES_RECEIVED: &str = "airlock_upload_bytes_total";
 
+/// An upload that sends its head and `sent` of `len` body bytes, then
+/// nothing.
 async fn stalled_upload(server: &TestServer, key: &str, len: usize, sent: usize) -> TcpStream {
     let mut stream = connect(server).await;
     stream
